@@ -1,0 +1,46 @@
+"""Small anatomical records that cross stage boundaries (preprocess → mapping → outputs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class MidsagittalPlane:
+    """The plane between the hemispheres, in world coordinates (LPS mm).
+
+    ``normal`` is a unit vector pointing to the patient's **left** (+x in LPS for a straight head), so
+    ``side(p) = 'L'`` where ``(p - point) · normal > 0``.
+    """
+
+    point: tuple[float, float, float]
+    normal: tuple[float, float, float]
+    method: str = "unknown"
+    details: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def signed_distance(self, xyz: np.ndarray) -> np.ndarray:
+        """``(..., 3)`` LPS mm → signed distance (mm) to the plane, positive on the patient's left."""
+        n = np.asarray(self.normal, dtype=np.float64)
+        n = n / np.linalg.norm(n)
+        return (np.asarray(xyz, dtype=np.float64) - np.asarray(self.point)) @ n
+
+    def is_left(self, xyz: np.ndarray) -> np.ndarray:
+        return self.signed_distance(xyz) > 0
+
+    def yaw_roll_deg(self) -> tuple[float, float]:
+        """Rotation of the normal away from +x: (about z — yaw, about y — roll), degrees."""
+        n = np.asarray(self.normal, dtype=np.float64)
+        n = n / np.linalg.norm(n)
+        return float(np.degrees(np.arctan2(n[1], n[0]))), float(np.degrees(np.arctan2(n[2], n[0])))
+
+    def to_dict(self) -> dict[str, Any]:
+        yaw, roll = self.yaw_roll_deg()
+        return {"point_lps_mm": [float(v) for v in self.point], "normal_lps": [float(v) for v in self.normal],
+                "yaw_deg": yaw, "roll_deg": roll, "method": self.method, **self.details}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "MidsagittalPlane":
+        return cls(tuple(d["point_lps_mm"]), tuple(d["normal_lps"]), d.get("method", "unknown"))

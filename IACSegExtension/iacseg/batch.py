@@ -1,0 +1,200 @@
+"""Batch segmentation: many CTs → one output folder per case plus ``summary.csv``.
+
+A failed case is recorded and the batch goes on; a re-run skips cases that already have a report.
+``shard=(i, n)`` processes every n-th case starting at i, so several processes or nodes can share a cohort.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from .contracts import PHANTOM_CT_FILE, PHANTOM_DICOM_DIR, REPORT_JSON, SEGMENTS
+from .errors import IACSegError, InputError
+from .outputs.atomic import write_text_atomic
+from .pipeline import SegmentOptions, segment_case
+from .progress import Progress, no_progress
+
+IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+SUMMARY_FILE = "summary.csv"
+
+
+@dataclass(frozen=True)
+class BatchCase:
+    name: str
+    input: Path
+
+
+def _is_image_file(path: Path) -> bool:
+    name = path.name.lower()
+    return path.is_file() and any(name.endswith(s) for s in IMAGE_SUFFIXES)
+
+
+def _has_dicom_files(folder: Path) -> bool:
+    for f in list(folder.iterdir())[:50]:
+        if f.is_file():
+            try:
+                with open(f, "rb") as fh:
+                    head = fh.read(132)
+            except OSError:
+                continue
+            if head[128:132] == b"DICM" or f.suffix.lower() == ".dcm":
+                return True
+    return False
+
+
+def case_input(folder: Path) -> Path | None:
+    """The CT inside a case folder: ``ct.nii.gz``, a ``dicom/`` series, the only image file, or DICOM files."""
+    if (folder / PHANTOM_CT_FILE).is_file():
+        return folder / PHANTOM_CT_FILE
+    if (folder / PHANTOM_DICOM_DIR).is_dir():
+        return folder / PHANTOM_DICOM_DIR
+    images = sorted(p for p in folder.iterdir() if _is_image_file(p) and not p.name.startswith("truth_"))
+    if len(images) == 1:
+        return images[0]
+    if _has_dicom_files(folder):
+        return folder
+    return None
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for s in IMAGE_SUFFIXES:
+        if name.lower().endswith(s):
+            return name[: -len(s)]
+    return name
+
+
+def discover_cases(inputs: Iterable[str | Path]) -> list[BatchCase]:
+    """Cases from the command line: image files, case folders, or folders of cases (a case per subfolder)."""
+    cases: list[BatchCase] = []
+    for raw in inputs:
+        path = Path(raw)
+        if not path.exists():
+            raise InputError(f"batch input {path} does not exist")
+        if path.is_file():
+            cases.append(BatchCase(_stem(path), path))
+            continue
+        own = case_input(path)
+        if own is not None:
+            cases.append(BatchCase(path.name, own))
+            continue
+        found = 0
+        for child in sorted(path.iterdir()):
+            if child.name.startswith("."):
+                continue
+            if child.is_dir():
+                ct = case_input(child)
+                cases.append(BatchCase(child.name, ct if ct is not None else child))
+                found += 1
+            elif _is_image_file(child):
+                cases.append(BatchCase(_stem(child), child))
+                found += 1
+        if not found:
+            raise InputError(f"batch input folder {path} contains no CT files or case folders")
+    names = [c.name for c in cases]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InputError(f"several batch inputs have the same case name ({', '.join(dupes)}); rename them")
+    return cases
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``"i/n"`` → ``(i, n)`` with 0 ≤ i < n; None → ``(0, 1)``."""
+    if not text:
+        return 0, 1
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise InputError(f"--shard must look like 0/4 (this shard / number of shards), not {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise InputError(f"--shard {text}: need 0 ≤ shard < count")
+    return i, n
+
+
+SUMMARY_COLUMNS = ["case", "status", "seconds", "total_volume_mm3", "total_agatston", "lesion_count", "risk_group",
+                   *[f"{name}_mm3" for name in SEGMENTS.values()], "warnings", "error", "input"]
+
+
+def _summary_row(case: BatchCase, status: str, seconds: float, report: dict | None, error: str = "") -> dict:
+    row = {"case": case.name, "status": status, "seconds": f"{seconds:.1f}", "error": error, "input": str(case.input)}
+    if report:
+        total = report.get("total", {})
+        row["total_volume_mm3"] = total.get("volume_mm3", "")
+        row["total_agatston"] = total.get("agatston", "")
+        row["lesion_count"] = total.get("lesion_count", "")
+        rg = report.get("risk_group", "")
+        row["risk_group"] = rg.get("name", "") if isinstance(rg, dict) else rg
+        for name in SEGMENTS.values():
+            row[f"{name}_mm3"] = report.get("segments", {}).get(name, {}).get("volume_mm3", "")
+        row["warnings"] = " | ".join(report.get("warnings", []))
+    return row
+
+
+def _read_summary(path: Path) -> dict[str, dict]:
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as f:
+        return {row["case"]: row for row in csv.DictReader(f)}
+
+
+def _write_summary(path: Path, rows: dict[str, dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for name in sorted(rows):
+        writer.writerow(rows[name])
+    write_text_atomic(path, buf.getvalue())
+
+
+def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, options: SegmentOptions | None = None,
+              shard: tuple[int, int] = (0, 1), progress: Progress = no_progress) -> dict[str, int]:
+    """Segment every case into ``out_dir/<case>/`` and keep ``out_dir/summary.csv`` up to date.
+
+    Returns counts ``{"done", "skipped", "failed"}``. Finished cases (with a report) are skipped on re-runs.
+    """
+    import json
+
+    options = options or SegmentOptions()
+    cases = discover_cases(inputs)
+    i, n = shard
+    cases = cases[i::n]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary_path = out_dir / (SUMMARY_FILE if n == 1 else f"summary_shard{i}of{n}.csv")
+    rows = _read_summary(summary_path)
+    counts = {"done": 0, "skipped": 0, "failed": 0}
+    for number, case in enumerate(cases):
+        case_out = out_dir / case.name
+        progress("batch", number / max(len(cases), 1), f"case {number + 1}/{len(cases)}: {case.name}")
+        if (case_out / REPORT_JSON).is_file():
+            counts["skipped"] += 1
+            if case.name not in rows or rows[case.name].get("status") != "done":
+                report = json.loads((case_out / REPORT_JSON).read_text())
+                rows[case.name] = _summary_row(case, "done", 0.0, report)
+            continue
+        t0 = time.perf_counter()
+        try:
+            case_options = SegmentOptions(**{**options.__dict__, "overwrite": True})
+            result = segment_case(case.input, case_out, case_options, progress=_case_progress(progress, case.name))
+            rows[case.name] = _summary_row(case, "done", time.perf_counter() - t0, result.report)
+            counts["done"] += 1
+        except (IACSegError, OSError, ValueError, RuntimeError, MemoryError) as exc:
+            message = str(exc) if isinstance(exc, IACSegError) else f"{type(exc).__name__}: {exc}"
+            rows[case.name] = _summary_row(case, "failed", time.perf_counter() - t0, None, message)
+            counts["failed"] += 1
+        _write_summary(summary_path, rows)
+    _write_summary(summary_path, rows)
+    progress("batch", 1.0, f"{counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed")
+    return counts
+
+
+def _case_progress(progress: Progress, name: str) -> Progress:
+    def report(stage: str, fraction: float, message: str = "") -> None:
+        progress(stage, fraction, f"[{name}] {message}")
+
+    return report

@@ -1,0 +1,71 @@
+"""``iacseg phantom`` and ``iacseg evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .progress_view import PROGRESS_MODES, make_progress
+
+
+def cmd_phantom(args: argparse.Namespace) -> int:
+    from ..errors import InputError
+    from ..phantom import generate_cases
+
+    if args.count < 1:
+        raise InputError("--count must be at least 1")
+    if args.tilt and not args.dicom:
+        raise InputError("--tilt needs --dicom: a gantry tilt only exists in a DICOM series")
+    if args.slice_mm is not None and not 0.3 <= args.slice_mm <= 10:
+        raise InputError(f"--slice-mm must be between 0.3 and 10 mm, not {args.slice_mm}")
+    opts = {k: v for k, v in {"slice_mm": args.slice_mm, "tilt_deg": args.tilt or 0.0, "matrix": args.matrix,
+                              "head_rest": args.head_rest}.items() if v is not None}
+    progress, close = make_progress(args.progress, desc="phantom ")
+    try:
+        paths = generate_cases(Path(args.output), args.seed, args.count, dicom=args.dicom, progress=progress, **opts)
+    finally:
+        close()
+    for p in paths:
+        print(p)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..evaluate import evaluate_folders, format_summary
+
+    progress, close = make_progress(args.progress, desc="evaluate ")
+    try:
+        result = evaluate_folders(Path(args.pred), Path(args.truth), progress=progress)
+    finally:
+        close()
+    if args.output:
+        from ..outputs.atomic import write_text_atomic
+
+        write_text_atomic(args.output, json.dumps(result, indent=2, default=float))
+    print(format_summary(result))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("phantom", help="make deterministic synthetic head CTs with exact ground truth")
+    p.add_argument("-o", "--output", required=True, help="folder for the case folders (phantom_<seed>)")
+    p.add_argument("--seed", type=int, required=True, help="first seed; case i uses seed+i")
+    p.add_argument("--count", type=int, default=1)
+    p.add_argument("--slice-mm", type=float, default=None, help="slice spacing/thickness in mm (default: random)")
+    p.add_argument("--tilt", type=float, default=None, help="gantry tilt in degrees (needs --dicom)")
+    p.add_argument("--dicom", action="store_true", help="write the CT as a DICOM series instead of ct.nii.gz")
+    p.add_argument("--matrix", type=int, default=None, help="in-plane matrix size (default 512)")
+    rest = p.add_mutually_exclusive_group()
+    rest.add_argument("--head-rest", dest="head_rest", action="store_true", default=None)
+    rest.add_argument("--no-head-rest", dest="head_rest", action="store_false")
+    p.add_argument("--progress", choices=PROGRESS_MODES, default="bar")
+    p.set_defaults(func=cmd_phantom)
+
+    p = sub.add_parser("evaluate", help="compare predictions with truth (Dice, volumes, labels, landmarks)")
+    p.add_argument("--pred", required=True, help="folder of prediction case folders (or one case folder)")
+    p.add_argument("--truth", required=True, help="folder of truth case folders (or one case folder)")
+    p.add_argument("-o", "--output", default=None, help="write all metrics as JSON here")
+    p.add_argument("--progress", choices=PROGRESS_MODES, default="none")
+    p.set_defaults(func=cmd_evaluate)

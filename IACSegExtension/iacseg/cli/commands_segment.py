@@ -1,0 +1,132 @@
+"""``iacseg segment``, ``batch``, ``relabel`` and ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .progress_view import PROGRESS_MODES, make_progress
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="segmenter: model folder or name (default: the bundled demo model)")
+    p.add_argument("--landmark-model", default=None, help="landmark model folder or name (default: bundled DST)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--threshold", default="auto", help="probability threshold, or 'auto' for the model's calibrated one")
+    p.add_argument("--series", dest="series_uid", default=None, help="DICOM SeriesInstanceUID to use")
+    p.add_argument("--risk-cutpoints", default=None,
+                   help="total-volume cut points in mm³ for the risk groups, comma-separated (e.g. 10,50,150)")
+    p.add_argument("--progress", choices=PROGRESS_MODES, default="bar",
+                   help="bar for people, jsonl (JSON lines on stdout) for programs, none")
+
+
+def options_from_args(args: argparse.Namespace, overwrite: bool = False):
+    from ..errors import InputError
+    from ..pipeline import SegmentOptions, parse_threshold
+
+    cut = None
+    if args.risk_cutpoints:
+        try:
+            cut = sorted(float(v) for v in args.risk_cutpoints.split(","))
+        except ValueError:
+            raise InputError(f"--risk-cutpoints must be numbers separated by commas, not {args.risk_cutpoints!r}") from None
+    return SegmentOptions(segmenter=args.model, landmark_model=args.landmark_model, device=args.device,
+                          threshold=parse_threshold(args.threshold), series_uid=args.series_uid,
+                          overwrite=overwrite, overview_png=getattr(args, "overview", False), risk_cutpoints_mm3=cut)
+
+
+def print_summary(report: dict, out_dir: Path, stream=sys.stderr) -> None:
+    """A short human summary of a report."""
+    total = report.get("total", {})
+    rg = report.get("risk_group", {})
+    print(f"Wrote {out_dir}", file=stream)
+    print(f"  total calcium {total.get('volume_mm3', 0):.1f} mm³, Agatston {total.get('agatston', 0):.1f}, "
+          f"{total.get('lesion_count', 0)} lesion(s), risk group {rg.get('name', rg) if isinstance(rg, dict) else rg}",
+          file=stream)
+    for name, seg in report.get("segments", {}).items():
+        if seg.get("volume_mm3", 0) > 0:
+            print(f"  {name:16s} {seg['volume_mm3']:8.1f} mm³  Agatston {seg.get('agatston', 0):7.1f}  "
+                  f"lesions {seg.get('lesion_count', 0)}", file=stream)
+    for w in report.get("warnings", []):
+        print(f"  warning: {w}", file=stream)
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from ..pipeline import segment_case
+
+    options = options_from_args(args, overwrite=args.overwrite)
+    progress, close = make_progress(args.progress, desc="iacseg ")
+    try:
+        result = segment_case(args.input, args.output, options, progress=progress)
+    finally:
+        close()
+    if args.progress != "jsonl":
+        print_summary(result.report, result.out_dir)
+    return 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from ..batch import parse_shard, run_batch
+
+    options = options_from_args(args)
+    progress, close = make_progress(args.progress, desc="batch ")
+    try:
+        counts = run_batch(args.inputs, args.output, options, shard=parse_shard(args.shard), progress=progress)
+    finally:
+        close()
+    print(f"batch: {counts['done']} done, {counts['skipped']} skipped (already finished), "
+          f"{counts['failed']} failed — see {Path(args.output) / 'summary.csv'}", file=sys.stderr)
+    return 1 if counts["failed"] else 0
+
+
+def cmd_relabel(args: argparse.Namespace) -> int:
+    from ..relabel import relabel_case
+
+    result = relabel_case(args.mask, args.landmarks, args.output, ct_path=args.ct, report_path=args.report,
+                          overwrite=args.overwrite)
+    print_summary(result, Path(args.output))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ..demo import run_demo
+
+    report = run_demo(Path(args.output), seed=args.seed, device=args.device, progress_mode=args.progress)
+    print(json.dumps({k: report[k] for k in ("total", "risk_group") if k in report}, indent=2))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("segment", help="segment one CT into the contract output folder")
+    p.add_argument("input", help="DICOM folder, NIfTI (.nii/.nii.gz), NRRD or MHA file")
+    p.add_argument("-o", "--output", required=True, help="output folder (created atomically)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--overview", action="store_true", help="also write overview.png")
+    add_model_options(p)
+    p.set_defaults(func=cmd_segment)
+
+    p = sub.add_parser("batch", help="segment many CTs (a case per subfolder); writes summary.csv")
+    p.add_argument("inputs", nargs="+", help="CT files, case folders, or folders of case folders")
+    p.add_argument("-o", "--output", required=True, help="output folder: one subfolder per case + summary.csv")
+    p.add_argument("--shard", default=None, help="i/n: process every n-th case starting at i (parallel runs)")
+    p.add_argument("--overview", action="store_true", help="also write overview.png per case")
+    add_model_options(p)
+    p.set_defaults(func=cmd_batch)
+
+    p = sub.add_parser("relabel", help="re-map a calcification mask to ICA segments with corrected landmarks")
+    p.add_argument("--mask", required=True, help="calcifications.nii.gz (any non-zero voxel is calcium)")
+    p.add_argument("--landmarks", required=True, help="corrected landmarks (.mrk.json)")
+    p.add_argument("--ct", default=None, help="the CT, for HU-based measures (Agatston, mass, peak HU)")
+    p.add_argument("--report", default=None, help="the original report.json (default: beside the mask) for the plane")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_relabel)
+
+    p = sub.add_parser("demo", help="make a sample phantom, segment it with the demo models, write a PNG overview")
+    p.add_argument("-o", "--output", default="demo-output", help="folder for the phantom and the results")
+    p.add_argument("--seed", type=int, default=90001, help="phantom seed (default 90001, never used for training)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--progress", choices=PROGRESS_MODES, default="bar")
+    p.set_defaults(func=cmd_demo)

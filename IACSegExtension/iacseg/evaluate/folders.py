@@ -1,0 +1,194 @@
+"""Evaluate a folder of predictions (``iacseg segment`` outputs) against a folder of truths (phantom layout).
+
+Prediction case: ``<pred_dir>/<case>/calcifications.nii.gz`` + ``landmarks.mrk.json`` + ``report.json``.
+Truth case: ``<truth_dir>/<case>/truth_calcifications.nii.gz`` + ``truth_landmarks.mrk.json`` + ``truth.json``.
+Either directory may also be a single case folder. Cases pair by subfolder name; a truth case without a
+prediction is recorded as failed (no crash). A prediction on another grid is resampled onto the truth grid by
+nearest neighbour in world coordinates (LPS; identity transform).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..contracts import LABELS_FILE, LANDMARKS_FILE, REPORT_JSON, SEGMENTS, TRUTH_LABELS_FILE, TRUTH_LANDMARKS_FILE
+from ..errors import IACSegError, InputError
+from ..progress import Progress, no_progress
+from .metrics import case_metrics, landmark_errors
+
+
+def _case_folders(root: Path, marker: str) -> dict[str, Path]:
+    """``{case name: folder}``: ``root`` itself when it holds ``marker``, else its subfolders that do."""
+    if (root / marker).is_file():
+        return {root.name: root}
+    return {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and (p / marker).is_file()}
+
+
+def _read_labels(path: Path) -> Any:
+    import SimpleITK as sitk
+
+    try:
+        return sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        raise InputError(f"cannot read the label map {path}: {str(exc).strip().splitlines()[-1]}") from None
+
+
+def _onto(pred: Any, truth: Any) -> tuple[Any, bool]:
+    """``pred`` resampled (nearest neighbour, world coordinates) onto ``truth``'s grid; flag if it was needed."""
+    import SimpleITK as sitk
+
+    same = (pred.GetSize() == truth.GetSize()
+            and np.allclose(pred.GetSpacing(), truth.GetSpacing(), atol=1e-4)
+            and np.allclose(pred.GetOrigin(), truth.GetOrigin(), atol=1e-3)
+            and np.allclose(pred.GetDirection(), truth.GetDirection(), atol=1e-4))
+    if same:
+        return pred, False
+    f = sitk.ResampleImageFilter()
+    f.SetReferenceImage(truth)
+    f.SetInterpolator(sitk.sitkNearestNeighbor)
+    f.SetTransform(sitk.Transform(3, sitk.sitkIdentity))
+    f.SetDefaultPixelValue(0)
+    f.SetOutputPixelType(sitk.sitkUInt8)
+    return f.Execute(sitk.Cast(pred, sitk.sitkUInt8)), True
+
+
+def _report_volumes_match(report_path: Path, pred_labels: np.ndarray, voxel_mm3: float) -> bool | None:
+    """True when report.json's per-segment and total volumes equal the label map's (None: no report)."""
+    if not report_path.is_file():
+        return None
+    try:
+        report = json.loads(report_path.read_text())
+        counts = np.bincount(pred_labels.reshape(-1).astype(np.int64), minlength=max(SEGMENTS) + 1)
+        ok = all(np.isclose(report["segments"][n]["volume_mm3"], counts[v] * voxel_mm3, rtol=1e-9, atol=1e-9)
+                 for v, n in SEGMENTS.items())
+        return bool(ok and np.isclose(report["total"]["volume_mm3"], counts[1:].sum() * voxel_mm3,
+                                      rtol=1e-9, atol=1e-9))
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
+def _axial_slice_spacing(image: Any) -> float:
+    """Distance (mm) between consecutive slices along z (the k axis' z component × spacing)."""
+    direction = np.asarray(image.GetDirection()).reshape(3, 3)
+    step = abs(direction[2, 2]) * image.GetSpacing()[2]
+    return float(step if step > 1e-6 else image.GetSpacing()[2])
+
+
+def evaluate_case(pred_case: Path, truth_case: Path) -> dict[str, Any]:
+    """Metrics of one case (see `iacseg.evaluate.metrics`); raises `IACSegError` subclasses on unusable input."""
+    import SimpleITK as sitk
+
+    from ..outputs.markups import landmark_heights, read_landmarks
+
+    truth_img = _read_labels(truth_case / TRUTH_LABELS_FILE)
+    pred_img = _read_labels(pred_case / LABELS_FILE)
+    pred_native = sitk.GetArrayFromImage(pred_img)
+    report_ok = _report_volumes_match(pred_case / REPORT_JSON, pred_native, float(np.prod(pred_img.GetSpacing())))
+    pred_on_truth, resampled = _onto(pred_img, truth_img)
+    truth = sitk.GetArrayFromImage(truth_img)
+    pred = sitk.GetArrayFromImage(pred_on_truth)
+    result: dict[str, Any] = {"status": "ok", "resampled": resampled, "report_volumes_match": report_ok,
+                              **case_metrics(pred, truth, float(np.prod(truth_img.GetSpacing())))}
+    truth_lm_path, pred_lm_path = truth_case / TRUTH_LANDMARKS_FILE, pred_case / LANDMARKS_FILE
+    if truth_lm_path.is_file() and pred_lm_path.is_file():
+        truth_z = landmark_heights(read_landmarks(truth_lm_path))
+        pred_z = landmark_heights(read_landmarks(pred_lm_path, required=()))
+        result["landmarks"] = landmark_errors(pred_z, truth_z, _axial_slice_spacing(truth_img),
+                                             slice_z0_mm=float(truth_img.GetOrigin()[2]))
+    else:
+        result["landmarks"] = None
+    return result
+
+
+def _mean(values: list[Any]) -> float | None:
+    values = [float(v) for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def summarise(cases: list[dict[str, Any]]) -> dict[str, Any]:
+    """Means over the cases that were evaluated (failed cases are counted, not averaged)."""
+    ok = [c for c in cases if c.get("status") == "ok"]
+    lms = [c["landmarks"] for c in ok if c.get("landmarks")]
+    per_landmark = [v for lm in lms for v in lm["landmarks"].values()]
+    flags = [c.get("report_volumes_match") for c in ok]
+    return {
+        "n_cases": len(cases),
+        "n_evaluated": len(ok),
+        "n_failed": len(cases) - len(ok),
+        "mean_dice": _mean([c["dice"] for c in ok]),
+        "mean_precision": _mean([c["precision"] for c in ok]),
+        "mean_recall": _mean([c["recall"] for c in ok]),
+        "mean_abs_volume_difference_mm3": _mean([c["abs_volume_difference_mm3"] for c in ok]),
+        "mean_volume_difference_mm3": _mean([c["volume_difference_mm3"] for c in ok]),
+        "mean_label_accuracy": _mean([c["label_accuracy"] for c in ok]),
+        "landmark_mean_error_mm": _mean([v["abs_error_mm"] for v in per_landmark]),
+        "landmark_mean_error_slices": _mean([v["abs_error_slices"] for v in per_landmark]),
+        "landmark_within_1_slice": _mean([v["abs_error_slices"] <= 1.0 + 1e-9 for v in per_landmark]),
+        "report_volumes_match": bool(ok) and all(f is True for f in flags),
+    }
+
+
+def evaluate_folders(pred_dir: Path, truth_dir: Path, progress: Progress = no_progress) -> dict[str, Any]:
+    """Evaluate every truth case in ``truth_dir`` against its prediction in ``pred_dir``.
+
+    Returns ``{"cases": [{"case", "status", dice, precision, recall, volumes, label_accuracy, landmarks,
+    report_volumes_match, …}], "summary": {...}}``. Raises `InputError` when a folder is missing or holds no
+    truth case.
+    """
+    pred_dir, truth_dir = Path(pred_dir), Path(truth_dir)
+    for folder, what in ((pred_dir, "prediction"), (truth_dir, "truth")):
+        if not folder.is_dir():
+            raise InputError(f"the {what} folder {folder} does not exist; give the folder of case subfolders")
+    truths = _case_folders(truth_dir, TRUTH_LABELS_FILE)
+    if not truths:
+        raise InputError(f"{truth_dir} holds no {TRUTH_LABELS_FILE} (directly or in case subfolders); "
+                         f"give a folder of truth cases")
+    preds = _case_folders(pred_dir, LABELS_FILE)
+    if len(truths) == 1 and len(preds) == 1 and (pred_dir / LABELS_FILE).is_file():
+        preds = {next(iter(truths)): next(iter(preds.values()))}  # two single case folders: pair them
+    cases = []
+    for n, (name, truth_case) in enumerate(truths.items()):
+        progress("evaluate", n / len(truths), name)
+        record: dict[str, Any] = {"case": name}
+        if name not in preds:
+            record.update(status="failed", error=f"no prediction ({LABELS_FILE}) for this case in {pred_dir}")
+        else:
+            try:
+                record.update(evaluate_case(preds[name], truth_case))
+            except IACSegError as exc:
+                record.update(status="failed", error=str(exc))
+        cases.append(record)
+    progress("evaluate", 1.0, f"{len(cases)} cases")
+    return {"cases": cases, "summary": summarise(cases)}
+
+
+def format_summary(result: dict[str, Any]) -> str:
+    """A human-readable table of ``evaluate_folders`` output: the per-case rows, then the means."""
+    def f(v: Any, fmt: str = "{:.3f}") -> str:
+        return "—" if v is None else fmt.format(v)
+
+    lines = [f"{'case':20s} {'status':7s} {'dice':>6s} {'prec':>6s} {'recall':>6s} {'vol_diff_mm3':>12s} "
+             f"{'label_acc':>9s} {'lm_err_mm':>9s} {'lm_err_sl':>9s}"]
+    for c in result["cases"]:
+        lm = c.get("landmarks") or {}
+        lines.append(f"{c['case'][:20]:20s} {c['status'][:7]:7s} {f(c.get('dice')):>6s} {f(c.get('precision')):>6s} "
+                     f"{f(c.get('recall')):>6s} {f(c.get('volume_difference_mm3'), '{:.1f}'):>12s} "
+                     f"{f(c.get('label_accuracy')):>9s} {f(lm.get('mean_abs_error_mm'), '{:.2f}'):>9s} "
+                     f"{f(lm.get('mean_abs_error_slices'), '{:.2f}'):>9s}"
+                     + (f"  {c.get('error')}" if c.get("status") != "ok" else ""))
+    s = result["summary"]
+    lines.append("")
+    lines.append(f"cases {s['n_evaluated']}/{s['n_cases']} evaluated ({s['n_failed']} failed)")
+    lines.append(f"mean Dice {f(s['mean_dice'])}, precision {f(s['mean_precision'])}, recall {f(s['mean_recall'])}")
+    lines.append(f"mean |volume difference| {f(s['mean_abs_volume_difference_mm3'], '{:.2f}')} mm³ "
+                 f"(signed {f(s['mean_volume_difference_mm3'], '{:.2f}')} mm³)")
+    lines.append(f"label accuracy {f(s['mean_label_accuracy'])}")
+    lines.append(f"landmark error {f(s['landmark_mean_error_mm'], '{:.2f}')} mm, "
+                 f"{f(s['landmark_mean_error_slices'], '{:.2f}')} slices; within 1 slice "
+                 f"{f(s['landmark_within_1_slice'])}")
+    lines.append(f"report volumes equal label-map volumes: {s['report_volumes_match']}")
+    return "\n".join(lines)

@@ -1,0 +1,225 @@
+"""Finding the CT series in a DICOM folder: header scan, grouping by series and orientation, selection.
+
+Only headers are read here (``stop_before_pixels``). Patient identifiers are never kept.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..progress import Progress, no_progress
+
+NOT_DICOM_SUFFIXES = {".txt", ".json", ".csv", ".xml", ".nii", ".gz", ".nrrd", ".nhdr", ".mha", ".mhd",
+                      ".raw", ".png", ".jpg", ".jpeg", ".pdf", ".html", ".zip", ".md", ".py"}
+AXIAL_MIN_COSINE = np.cos(np.radians(45.0))  # slice normal within 45° of superior counts as axial
+
+
+@dataclass(frozen=True)
+class SliceHeader:
+    """What the reader needs from one DICOM image's header (no pixels, no patient identifiers)."""
+
+    path: Path
+    series_uid: str
+    modality: str
+    image_type: tuple[str, ...]
+    orientation: tuple[float, ...] | None  # ImageOrientationPatient (row_dir, col_dir), LPS
+    position: tuple[float, float, float] | None  # ImagePositionPatient, LPS mm
+    rows: int
+    cols: int
+    pixel_spacing: tuple[float, float] | None  # (between rows, between columns) mm
+    frames: int
+    description: str
+
+    @property
+    def is_localizer(self) -> bool:
+        return any(t in ("LOCALIZER", "SCOUT", "TOPOGRAM") for t in self.image_type)
+
+
+@dataclass
+class SeriesCandidate:
+    """The images of one series that share orientation and matrix size (one stackable volume)."""
+
+    series_uid: str
+    modality: str
+    description: str
+    slices: list[SliceHeader]
+    is_localizer: bool
+
+    @property
+    def n_slices(self) -> int:
+        return len(self.slices)
+
+    @property
+    def has_geometry(self) -> bool:
+        return all(s.orientation is not None and s.position is not None and s.pixel_spacing is not None
+                   for s in self.slices)
+
+    @property
+    def is_axial(self) -> bool:
+        iop = np.asarray(self.slices[0].orientation or (1, 0, 0, 0, 1, 0), float)
+        normal = np.cross(iop[:3], iop[3:])
+        return bool(abs(normal[2]) / max(np.linalg.norm(normal), 1e-9) >= AXIAL_MIN_COSINE)
+
+    def summary(self) -> str:
+        kind = "localizer" if self.is_localizer else f"{self.n_slices} slices"
+        desc = f", '{self.description}'" if self.description else ""
+        return f"{self.series_uid} ({self.modality}, {kind}{desc})"
+
+
+def _floats(value: object, count: int) -> tuple[float, ...] | None:
+    try:
+        out = tuple(float(v) for v in value)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return None
+    return out if len(out) == count and all(np.isfinite(out)) else None
+
+
+def read_slice_header(path: Path) -> SliceHeader | None:
+    """The header of ``path`` if it is a DICOM image, else ``None`` (never raises on foreign files)."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except InvalidDicomError:
+        if path.suffix.lower() in NOT_DICOM_SUFFIXES:
+            return None
+        try:  # old files without the 128-byte preamble
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        except Exception:
+            return None
+    except Exception:
+        return None
+    try:
+        if "SeriesInstanceUID" not in ds or "Rows" not in ds or "Columns" not in ds:
+            return None
+        raw_type = ds.get("ImageType") or ()
+        if isinstance(raw_type, str):
+            raw_type = raw_type.split("\\")
+        image_type = tuple(str(t).strip().upper() for t in raw_type)
+        return SliceHeader(
+            path=path, series_uid=str(ds.SeriesInstanceUID), modality=str(ds.get("Modality", "") or "unknown"),
+            image_type=image_type, orientation=_floats(ds.get("ImageOrientationPatient"), 6),
+            position=_floats(ds.get("ImagePositionPatient"), 3), rows=int(ds.Rows), cols=int(ds.Columns),
+            pixel_spacing=_floats(ds.get("PixelSpacing"), 2),  # type: ignore[arg-type]
+            frames=int(ds.get("NumberOfFrames", 1) or 1), description=str(ds.get("SeriesDescription", "") or ""))
+    except Exception:
+        return None
+
+
+def list_files(folder: Path, recursive: bool = True) -> list[Path]:
+    """Regular files under ``folder`` (sorted; hidden files and DICOMDIR skipped)."""
+    found: list[Path] = []
+    if recursive:
+        for root, dirs, files in os.walk(folder):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            found.extend(Path(root) / f for f in sorted(files))
+    else:
+        found = sorted(p for p in folder.iterdir() if p.is_file())
+    return [p for p in found if not p.name.startswith(".") and p.name.upper() != "DICOMDIR"]
+
+
+def scan_folder(folder: Path, recursive: bool = True, progress: Progress = no_progress) -> list[SliceHeader]:
+    """Headers of every DICOM image under ``folder``; InputError when there is none."""
+    files = list_files(folder, recursive)
+    if not files:
+        raise InputError(f"The folder {folder} is empty; give a folder that contains the CT's DICOM files "
+                         "or an image file (.nii.gz, .nrrd, .mha).")
+    headers: list[SliceHeader] = []
+    for n, path in enumerate(files):
+        header = read_slice_header(path)
+        if header is not None:
+            headers.append(header)
+        if n % 50 == 0:
+            progress("read", 0.3 * n / len(files), f"scanning DICOM headers ({n}/{len(files)})")
+    if not headers:
+        raise InputError(f"The folder {folder} contains no DICOM images ({len(files)} other files); give the "
+                         "folder of the CT's DICOM files, or the image file itself.")
+    return headers
+
+
+def group_series(headers: list[SliceHeader]) -> tuple[list[SeriesCandidate], list[str]]:
+    """One candidate per series: its largest stack of same orientation/size images; plus warnings."""
+    by_key: dict[tuple, list[SliceHeader]] = defaultdict(list)
+    for h in headers:
+        iop = tuple(np.round(h.orientation, 3)) if h.orientation else None
+        by_key[(h.series_uid, h.is_localizer, iop, h.rows, h.cols)].append(h)
+    by_series: dict[str, list[list[SliceHeader]]] = defaultdict(list)
+    for key, group in by_key.items():
+        by_series[key[0]].append(group)
+    candidates, warnings = [], []
+    for uid, groups in by_series.items():
+        groups.sort(key=lambda g: (g[0].is_localizer, -len(g)))  # the largest non-localizer stack first
+        main = groups[0]
+        if len(groups) > 1:
+            warnings.append(f"series {uid} mixes images of different orientation, size or type; its largest "
+                            f"stack ({len(main)} images) was used and {sum(map(len, groups[1:]))} others ignored")
+        candidates.append(SeriesCandidate(uid, main[0].modality, main[0].description, main,
+                                          main[0].is_localizer))
+    candidates.sort(key=lambda c: c.series_uid)
+    return candidates, warnings
+
+
+def _available(candidates: list[SeriesCandidate]) -> str:
+    return "; ".join(c.summary() for c in candidates)
+
+
+def select_series(candidates: list[SeriesCandidate], folder: Path,
+                  series_uid: str | None = None) -> tuple[SeriesCandidate, list[str]]:
+    """The CT series to read: ``series_uid`` when given, else the axial CT series with most slices."""
+    warnings: list[str] = []
+    if series_uid is not None:
+        chosen = [c for c in candidates if c.series_uid == series_uid]
+        if not chosen:
+            raise InputError(f"{folder} has no series with SeriesInstanceUID {series_uid}; available series: "
+                             f"{_available(candidates)}.")
+        _check_usable(chosen[0], folder)
+        return chosen[0], warnings
+
+    usable = [c for c in candidates if c.modality == "CT" and not c.is_localizer and c.n_slices >= 2
+              and c.has_geometry and c.slices[0].frames == 1]
+    if not usable:
+        ct = [c for c in candidates if c.modality == "CT"]
+        if not ct:
+            found = ", ".join(sorted({c.modality for c in candidates}))
+            raise InputError(f"{folder} holds no CT series (found modality {found}); IACSeg needs a "
+                             "non-contrast head CT.")
+        for c in sorted(ct, key=lambda c: (c.is_localizer, -c.n_slices)):
+            _check_usable(c, folder)  # raises the most relevant reason
+    axial = [c for c in usable if c.is_axial]
+    pool = axial or usable
+    if not axial:
+        warnings.append("no axial CT series was found; a non-axial series was used and will be resampled")
+    best = max(pool, key=lambda c: c.n_slices)
+    others = [c for c in usable if c is not best]
+    if others:
+        warnings.append(f"{len(others)} other CT series found in the folder were ignored; the one with most "
+                        f"slices ({best.n_slices}) was used; choose another with --series "
+                        f"({_available(others)})")
+    return best, warnings
+
+
+def _check_usable(c: SeriesCandidate, folder: Path) -> None:
+    """Raise the InputError that explains why ``c`` cannot be read as a CT volume (if any)."""
+    if c.modality != "CT":
+        raise InputError(f"Series {c.series_uid} in {folder} is {c.modality}, not CT; IACSeg needs a "
+                         "non-contrast head CT series.")
+    if c.is_localizer:
+        raise InputError(f"{folder} holds only localizer (scout) images in series {c.series_uid}, not an "
+                         "axial CT series; export the reconstructed axial CT images.")
+    if c.slices[0].frames > 1:
+        raise InputError(f"Series {c.series_uid} in {folder} is an enhanced multi-frame DICOM, which this "
+                         "reader does not support; convert it to NIfTI (e.g. with dcm2niix) and give that.")
+    if c.n_slices < 2:
+        raise InputError(f"Series {c.series_uid} in {folder} has a single slice, not a 3D CT volume; give "
+                         "the folder with the whole CT series.")
+    if not c.has_geometry:
+        raise InputError(f"Series {c.series_uid} in {folder} lacks the slice position/orientation tags "
+                         "(ImagePositionPatient, ImageOrientationPatient, PixelSpacing); re-export it from the "
+                         "scanner or PACS.")

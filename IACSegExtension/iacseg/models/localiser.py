@@ -1,0 +1,139 @@
+"""`LandmarkLocaliser`: the DST applied to an axial LPS CT → the six landmark planes.
+
+Input preparation (stored in the model config under ``"input"``; training uses the same functions):
+a square in-plane view ``fov_mm`` wide resampled to ``size``×``size`` pixels, centred on the midsagittal
+plane point and rotated with the plane normal (columns run to the patient's left); **every native slice is
+kept** (no z resampling, as the paper insists); HU windows → channels. When there are more slices than the
+model's ``max_slices`` (L), the L-slice window centred on the band with the most dense bone (skull base) is used
+and indices are offset back.
+
+Slice convention (INTERFACES.md): target k* = ceil((z − z0)/sk), the first slice at/above the plane; a
+predicted index k maps back to the plane height z = z0 + (k − 0.5)·sk.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..anatomy import MidsagittalPlane
+from ..contracts import LANDMARKS
+from ..io.volume import CTVolume
+from ..outputs.markups import Landmark
+from ..progress import Progress, no_progress
+from .dst import decode_slices
+from .inputs import axial_view_indices, sample_axial_view, window_channels
+from .registry import load_model
+from .segmenter import as_device
+
+DEFAULT_LOCALISER_INPUT: dict[str, Any] = {
+    "windows_hu": [[-150.0, 250.0], [100.0, 2100.0]],
+    "fov_mm": 160.0,
+    "size": 128,
+    "dense_bone_hu": 700.0,
+    "bone_band_mm": 60.0,
+    "landmark_offset_mm": 20.0,
+    "slices": "all native slices, ordered inferior → superior; no z resampling",
+}
+
+
+def landmark_target_slice(z_mm: float, z0: float, sk: float) -> int:
+    """Target slice k* = ceil((z − z0)/sk): the first slice whose centre is at/above the plane (may be out of range)."""
+    return int(math.ceil((z_mm - z0) / sk - 1e-6))
+
+
+def slice_to_plane_z(k: float, z0: float, sk: float) -> float:
+    """Plane height (LPS mm) of a predicted slice index k: z0 + (k − 0.5)·sk."""
+    return float(z0 + (k - 0.5) * sk)
+
+
+def axial_view_hu(vol: CTVolume, plane: MidsagittalPlane, input_cfg: dict[str, Any],
+                  device: torch.device | str | None = None) -> torch.Tensor:
+    """HU ``[D, size, size]`` of every slice of ``vol`` (axial LPS) in the plane-centred in-plane view."""
+    size, fov = int(input_cfg["size"]), float(input_cfg["fov_mm"])
+    idx = axial_view_indices(vol.grid, plane.point[:2], plane.normal[:2], fov, size)
+    pool = max(1, int((fov / size) / min(vol.grid.spacing[0], vol.grid.spacing[1]) + 1e-6))
+    hu = torch.from_numpy(np.ascontiguousarray(vol.hu, dtype=np.float32)).to(device or "cpu")
+    return sample_axial_view(hu, idx, pool=pool)
+
+
+def skull_base_window(view_hu: torch.Tensor, sk: float, max_slices: int, input_cfg: dict[str, Any]) -> int:
+    """First slice of the ``max_slices`` window centred on the band (``bone_band_mm``) with most dense bone."""
+    D = view_hu.shape[0]
+    if D <= max_slices:
+        return 0
+    dense = (view_hu >= float(input_cfg["dense_bone_hu"])).float().sum(dim=(1, 2)).cpu().numpy()
+    band = max(1, int(round(float(input_cfg["bone_band_mm"]) / sk)))
+    smooth = np.convolve(dense, np.ones(band) / band, mode="same")
+    centre = int(np.argmax(smooth))
+    return int(min(max(0, centre - max_slices // 2), D - max_slices))
+
+
+def localiser_input(vol: CTVolume, plane: MidsagittalPlane, input_cfg: dict[str, Any], max_slices: int,
+                    device: torch.device | str | None = None) -> tuple[torch.Tensor, int]:
+    """``(HU view [D', size, size], k_offset)`` with D' ≤ max_slices; slice d of the view is CT slice d + k_offset."""
+    view = axial_view_hu(vol, plane, input_cfg, device)
+    start = skull_base_window(view, vol.grid.spacing[2], max_slices, input_cfg)
+    return view[start:start + max_slices], start
+
+
+class LandmarkLocaliser:
+    """Six landmark planes from a DST model folder (kind "landmarks")."""
+
+    def __init__(self, module: torch.nn.Module, config: dict[str, Any], device: torch.device | str | None = None):
+        self.device = as_device(device)
+        self.module = module.to(self.device).eval()
+        self.config = config
+        self.input_cfg: dict[str, Any] = {**DEFAULT_LOCALISER_INPUT, **config.get("input", {})}
+        self.names: list[str] = list(config.get("landmarks", LANDMARKS))
+
+    @classmethod
+    def load(cls, model_dir: str | Path, device: torch.device | str | None = None) -> "LandmarkLocaliser":
+        module, config = load_model(model_dir, as_device(device), kind="landmarks")
+        return cls(module, config, device)
+
+    @property
+    def name(self) -> str:
+        return str(self.config.get("name", "unnamed"))
+
+    @property
+    def version(self) -> str:
+        return str(self.config.get("version", "0"))
+
+    @property
+    def sha256(self) -> str:
+        return str(self.config.get("sha256", ""))
+
+    def predict(self, vol: CTVolume, plane: MidsagittalPlane, progress: Progress = no_progress) -> dict[str, Landmark]:
+        """``{name: Landmark}`` for ``vol`` (axial LPS). ``Landmark.slice`` = predicted k on ``vol.grid``,
+        ``z_mm`` = z0 + (k − 0.5)·sk, ``position`` = plane point ± ``landmark_offset_mm`` along the
+        in-plane normal (L: towards the patient's left) at that height, ``confidence`` = peak probability,
+        ``extra["expected_slice"]`` = mean index under the distribution."""
+        progress("landmarks", 0.0, "preparing slices")
+        L = int(self.module.max_slices)
+        view, offset = localiser_input(vol, plane, self.input_cfg, L, self.device)
+        x = window_channels(view, self.input_cfg["windows_hu"])
+        progress("landmarks", 0.3, f"{view.shape[0]} slices through the depth-sequence transformer")
+        sk = float(vol.grid.spacing[2])
+        with torch.inference_mode():
+            logits, _ = self.module([x], torch.tensor([sk], device=self.device))
+            dec = decode_slices(logits, torch.tensor([view.shape[0]], device=self.device))
+        z0 = float(vol.grid.origin[2])
+        n = np.asarray(plane.normal[:2], dtype=np.float64)
+        n = n / (np.linalg.norm(n) + 1e-12)
+        d = float(self.input_cfg["landmark_offset_mm"])
+        out: dict[str, Landmark] = {}
+        for c, name in enumerate(self.names):
+            k = int(dec["slice"][0, c]) + offset
+            z = slice_to_plane_z(k, z0, sk)
+            side = 1.0 if name.startswith("L_") else -1.0
+            pos = (plane.point[0] + side * d * n[0], plane.point[1] + side * d * n[1], z)
+            out[name] = Landmark(name, z, (float(pos[0]), float(pos[1]), float(pos[2])), slice=float(k),
+                                 confidence=float(dec["confidence"][0, c]),
+                                 extra={"expected_slice": float(dec["expected"][0, c]) + offset})
+        progress("landmarks", 1.0, "landmarks placed")
+        return out

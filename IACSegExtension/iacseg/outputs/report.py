@@ -1,0 +1,132 @@
+"""``report.json`` and ``report.csv``: the measures of one case with everything needed to trust and reproduce them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import platform
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .. import __version__
+from ..contracts import LANDMARKS, SEGMENTS
+from .atomic import write_text_atomic
+from .markups import Landmark
+
+REPORT_SCHEMA_VERSION = 1
+CSV_COLUMNS = ("segment", "label", "volume_mm3", "agatston", "mass_mg", "lesion_count", "peak_hu")
+_PACKAGES = ("numpy", "scipy", "torch", "monai", "SimpleITK", "pydicom", "slicerio", "pynrrd")
+
+
+def software_versions() -> dict[str, str | None]:
+    """Versions of iacseg, Python and the libraries that shape the result (read from metadata, nothing imported)."""
+    versions: dict[str, str | None] = {"iacseg": __version__, "python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def to_jsonable(value: Any) -> Any:
+    """Plain JSON types from numpy scalars/arrays, tuples, Paths and dataclass-like objects; NaN/inf → None."""
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer, int)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(float(value)) else None
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "to_dict"):
+        return to_jsonable(value.to_dict())
+    return value
+
+
+def _model_record(kind: str, model: Any) -> dict[str, Any]:
+    get = model.get if isinstance(model, Mapping) else lambda key, default=None: getattr(model, key, default)
+    return {"kind": kind, "name": get("name"), "version": get("version"), "sha256": get("sha256")}
+
+
+def build_report(*, measures: Mapping[str, Any], landmarks: Mapping[str, Landmark] | None = None,
+                 plane: Any = None, models: Mapping[str, Any] | None = None,
+                 timings: Mapping[str, float] | None = None, warnings: list[str] | None = None,
+                 acquisition: Mapping[str, Any] | None = None, grid: Any = None,
+                 input_path: str | Path | None = None, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Assemble ``report.json`` content.
+
+    ``measures``: `iacseg.measure.measure_case` output. ``landmarks``: ``{name: Landmark}`` (z_mm LPS, slice,
+    confidence, position LPS mm). ``plane``: `MidsagittalPlane` or its dict. ``models``: ``{kind: model}`` where
+    model has ``name``, ``version``, ``sha256`` (attributes or keys). ``timings``: seconds per stage.
+    ``acquisition``: the input CT's metadata (slice thickness, tilt, kernel, corrections…). ``grid``: the
+    output grid (`Grid` or dict).
+    """
+    ordered = [n for n in LANDMARKS if landmarks and n in landmarks] + \
+              [n for n in (landmarks or {}) if n not in LANDMARKS]
+    report = {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "input": None if input_path is None else str(input_path),
+        "segments": measures["segments"],
+        "total": measures["total"],
+        "risk_group": measures.get("risk_group"),
+        "lesions": measures.get("lesions", []),
+        "methods": measures.get("methods", {}),
+        "landmarks": {n: landmarks[n].to_dict() for n in ordered} if landmarks else {},
+        "midsagittal_plane": plane,
+        "grid": grid,
+        "models": [_model_record(kind, m) for kind, m in (models or {}).items()],
+        "timings_s": dict(timings or {}),
+        "warnings": list(warnings or []),
+        "acquisition": dict(acquisition or {}),
+        "versions": software_versions(),
+    }
+    if extra:
+        report.update(extra)
+    return to_jsonable(report)
+
+
+def report_json_text(report: Mapping[str, Any]) -> str:
+    return json.dumps(to_jsonable(report), indent=2, allow_nan=False) + "\n"
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)  # full precision: volumes must equal the label map's exactly
+    return value
+
+
+def report_csv_text(report: Mapping[str, Any]) -> str:
+    """CSV: one row per segment (contract order) and a final ``total`` row; columns `CSV_COLUMNS`."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for value, name in sorted(SEGMENTS.items()):
+        row = report["segments"][name]
+        writer.writerow([name, value] + [_cell(row.get(c)) for c in CSV_COLUMNS[2:]])
+    total = report["total"]
+    writer.writerow(["total", ""] + [_cell(total.get(c)) for c in CSV_COLUMNS[2:]])
+    return buffer.getvalue()
+
+
+def write_report(folder: str | Path, report: Mapping[str, Any], json_name: str = "report.json",
+                 csv_name: str = "report.csv") -> tuple[Path, Path]:
+    """Write ``report.json`` and ``report.csv`` into ``folder`` (each atomically)."""
+    folder = Path(folder)
+    return (write_text_atomic(folder / json_name, report_json_text(report)),
+            write_text_atomic(folder / csv_name, report_csv_text(report)))

@@ -1,0 +1,69 @@
+"""The output folder of one case (DESIGN.md, "Contracts"), written atomically: all five files or nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..contracts import (LABELS_FILE, LANDMARKS, LANDMARKS_FILE, REPORT_CSV, REPORT_JSON, SEGMENTATION_FILE,
+                         SEGMENTS)
+from ..errors import InputError
+from ..io.volume import Grid
+from .atomic import atomic_folder
+from .markups import Landmark, write_landmarks
+from .report import write_report
+from .segnrrd import write_segmentation_nrrd
+
+OVERVIEW_FILE = "overview.png"
+
+
+def check_report_volumes(labels: np.ndarray, grid: Grid, report: Mapping[str, Any]) -> None:
+    """Raise ValueError unless the report's per-segment and total volumes equal the label map's exactly."""
+    counts = np.bincount(np.asarray(labels).reshape(-1), minlength=max(SEGMENTS) + 1)
+    voxel_mm3 = grid.voxel_volume_mm3
+    for value, name in SEGMENTS.items():
+        reported = report["segments"][name]["volume_mm3"]
+        if reported != int(counts[value]) * voxel_mm3:
+            raise ValueError(f"report volume of {name} ({reported} mm³) differs from the label map "
+                             f"({int(counts[value]) * voxel_mm3} mm³); measure the labels being written")
+    total = int(counts[1:].sum()) * voxel_mm3
+    if report["total"]["volume_mm3"] != total:
+        raise ValueError(f"report total volume {report['total']['volume_mm3']} mm³ differs from the label map "
+                         f"({total} mm³)")
+
+
+def write_case_outputs(out_dir: Path, *, labels: np.ndarray, grid: Grid, landmarks: dict[str, Landmark],
+                       report: dict, overwrite: bool = False, hu: np.ndarray | None = None) -> Path:
+    """Write the five contract files of one case into ``out_dir`` through a temporary sibling folder.
+
+    ``labels``: uint8 ``[k, j, i]`` 0..8 on ``grid`` (LPS); ``landmarks``: the six `Landmark`s (LPS mm);
+    ``report``: `build_report` output, whose volumes must match ``labels`` exactly. With ``hu`` (CT in HU on
+    ``grid``) an ``overview.png`` is added. An existing non-empty ``out_dir`` is refused (`InputError`) unless
+    ``overwrite``; on any failure nothing is left behind and a previous result is untouched.
+    """
+    out_dir = Path(out_dir)
+    labels = np.asarray(labels)
+    if tuple(labels.shape) != tuple(grid.shape):
+        raise ValueError(f"labels shape {labels.shape} does not match grid shape {grid.shape}")
+    labels = labels.astype(np.uint8, copy=False)
+    check_report_volumes(labels, grid, report)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"output path {out_dir} is a file; give a folder path")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise InputError(f"output folder {out_dir} already exists and is not empty; choose another or use --overwrite")
+    ordered = [landmarks[n] for n in LANDMARKS if n in landmarks] + \
+              [lm for n, lm in landmarks.items() if n not in LANDMARKS]
+    from ..io.writers import write_image
+
+    with atomic_folder(out_dir, overwrite=overwrite) as tmp:
+        write_image(tmp / LABELS_FILE, labels, grid)
+        write_segmentation_nrrd(tmp / SEGMENTATION_FILE, labels, grid)
+        write_landmarks(tmp / LANDMARKS_FILE, ordered)
+        write_report(tmp, report, REPORT_JSON, REPORT_CSV)
+        if hu is not None:
+            from .overview import write_overview_png
+
+            write_overview_png(tmp / OVERVIEW_FILE, hu, labels, grid, landmarks)
+    return out_dir

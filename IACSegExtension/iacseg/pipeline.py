@@ -1,0 +1,190 @@
+"""The engine's flow for one case: read → preprocess → landmarks → segment → map → measure → write.
+
+`segment_case` is what `iacseg segment`, `iacseg batch`, the Slicer module's background process and the
+headless Slicer batch script all run. `relabel_case` re-runs only the cheap mapping (and measures) after a
+reader moved landmarks.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .anatomy import MidsagittalPlane
+from .contracts import CALCIUM_HU
+from .errors import InputError
+from .io.volume import CTVolume, Grid
+from .outputs.markups import Landmark, landmark_heights
+from .progress import Progress, no_progress
+
+
+@dataclass
+class SegmentOptions:
+    """Options of `segment_case` (the CLI's flags)."""
+
+    segmenter: str | Path | None = None  # model folder or name; None → the default demo model
+    landmark_model: str | Path | None = None
+    device: str = "auto"
+    threshold: str | float = "auto"  # "auto" → the model's calibrated threshold
+    series_uid: str | None = None
+    overwrite: bool = False
+    overview_png: bool = False
+    risk_cutpoints_mm3: list[float] | None = None
+
+
+@dataclass
+class CaseResult:
+    """What `segment_case` computed (also written to the output folder)."""
+
+    out_dir: Path
+    report: dict[str, Any]
+    labels: np.ndarray
+    grid: Grid
+    landmarks: dict[str, Landmark]
+    plane: MidsagittalPlane
+    warnings: list[str] = field(default_factory=list)
+
+
+class _Stopwatch:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = round(now - self._t, 3)
+        self._t = now
+
+
+def parse_threshold(value: str | float) -> str | float:
+    """``"auto"`` or a probability in (0, 1); anything else is an `InputError`."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"--threshold must be 'auto' or a probability between 0 and 1, not {value!r}") from None
+    if not 0.0 < t < 1.0:
+        raise InputError(f"--threshold must be between 0 and 1 (exclusive), not {t}")
+    return t
+
+
+def probability_on_ct_grid(prob_axial: np.ndarray, axial: Grid, ct: Grid, device: Any = None) -> np.ndarray:
+    """Bring a probability map from the axial working grid back onto the CT grid.
+
+    Exact (transpose/flip) when the CT grid is a signed permutation of the axial one, else linear resampling.
+    """
+    from .preprocess import resample_to_grid
+
+    return resample_to_grid(prob_axial, axial, ct, order=1, fill=0.0, device=device).astype(np.float32)
+
+
+def segment_volume(vol: CTVolume, options: SegmentOptions, progress: Progress = no_progress,
+                   ) -> tuple[np.ndarray, dict[str, Landmark], MidsagittalPlane, dict[str, Any]]:
+    """Run preprocessing, both models, thresholding and mapping on an already-read CT.
+
+    Returns ``(labels uint8 [k,j,i] on vol.grid, landmarks, midsagittal plane, info)`` where ``info`` holds
+    timings, model descriptions, the threshold used and warnings.
+    """
+    from .mapping import segment_labels
+    from .models import CalcificationSegmenter, LandmarkLocaliser, calcium_mask, resolve_model
+    from .preprocess import ica_region, midsagittal_plane, resolve_device, to_axial_lps
+
+    threshold = parse_threshold(options.threshold)
+    watch = _Stopwatch()
+    device = resolve_device(options.device)
+    seg_dir = resolve_model(options.segmenter, "segmenter")
+    lm_dir = resolve_model(options.landmark_model, "landmarks")
+    segmenter = CalcificationSegmenter.load(seg_dir, device=device)
+    localiser = LandmarkLocaliser.load(lm_dir, device=device)
+    watch.lap("load_models")
+
+    progress("preprocess", 0.0, "orienting to LPS")
+    axial = to_axial_lps(vol, device=device)
+    progress("preprocess", 0.5, "finding the midsagittal plane")
+    plane = midsagittal_plane(axial, device=device)
+    watch.lap("preprocess")
+
+    progress("landmarks", 0.0, "locating the six landmarks")
+    landmarks = localiser.predict(axial, plane, progress=progress)
+    watch.lap("landmarks")
+
+    progress("segment", 0.0, "calcification probability")
+    roi = ica_region(axial, plane, landmarks)
+    prob = segmenter.predict_proba(axial, roi, progress=progress)
+    thr = float(segmenter.config.get("threshold", 0.5)) if threshold == "auto" else float(threshold)
+    watch.lap("segment")
+
+    progress("mapping", 0.0, "labelling ICA segments")
+    if axial.grid.same_geometry(vol.grid):
+        mask = calcium_mask(prob, vol.hu, thr, min_hu=CALCIUM_HU)
+    else:
+        prob_ct = probability_on_ct_grid(prob, axial.grid, vol.grid, device=device)
+        mask = calcium_mask(prob_ct, vol.hu, thr, min_hu=CALCIUM_HU)
+    labels = segment_labels(mask, vol.grid, plane, landmark_heights(landmarks))
+    watch.lap("mapping")
+
+    warnings = list(vol.metadata.get("warnings", []))
+    low = [n for n, lm in landmarks.items() if lm.confidence < 0.3]
+    if low:
+        warnings.append(f"low landmark confidence for {', '.join(low)}: review the landmarks")
+    for lm in landmarks.values():  # the landmark's slice on the CT grid, for readers
+        lm.extra["ct_index_k"] = float(vol.grid.world_to_index(np.asarray(lm.position))[2])
+    info = {
+        "timings_s": watch.timings,
+        "threshold": thr,
+        "threshold_source": "model calibration" if threshold == "auto" else "user",
+        "models": {"segmenter": segmenter.describe(), "landmarks": localiser.describe()},
+        "roi_kji": [[s.start, s.stop] for s in roi],
+        "device": str(device),
+        "warnings": warnings,
+    }
+    return labels, landmarks, plane, info
+
+
+def segment_case(input_path: str | Path, out_dir: str | Path, options: SegmentOptions | None = None,
+                 progress: Progress = no_progress) -> CaseResult:
+    """Segment one CT and write the contract outputs to ``out_dir`` (atomically).
+
+    Nothing is written when anything fails: the output folder appears only complete.
+    """
+    from .io import read_ct
+    from .measure import measure_case
+    from .outputs import build_report, write_case_outputs
+
+    options = options or SegmentOptions()
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"output path {out_dir} exists and is not a folder; choose another -o")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not options.overwrite:
+        raise InputError(f"output folder {out_dir} already exists and is not empty; choose another -o or add --overwrite")
+    t0 = time.perf_counter()
+    progress("read", 0.0, f"reading {Path(input_path).name}")
+    vol = read_ct(input_path, series_uid=options.series_uid)
+    read_s = time.perf_counter() - t0
+
+    labels, landmarks, plane, info = segment_volume(vol, options, progress)
+
+    progress("measure", 0.0, "volumes and scores")
+    t1 = time.perf_counter()
+    measures = measure_case(labels, vol.hu, vol.grid, risk_cutpoints_mm3=options.risk_cutpoints_mm3)
+    info["timings_s"] = {"read": round(read_s, 3), **info["timings_s"], "measure": round(time.perf_counter() - t1, 3)}
+
+    progress("write", 0.0, "writing outputs")
+    timings = {**info["timings_s"], "total_before_write": round(time.perf_counter() - t0, 3)}
+    report = build_report(measures=measures, landmarks=landmarks, plane=plane, models=info["models"],
+                          timings=timings, warnings=info["warnings"], acquisition=vol.metadata, grid=vol.grid,
+                          input_path=Path(input_path),
+                          extra={"threshold": info["threshold"], "threshold_source": info["threshold_source"],
+                                 "roi_kji": info["roi_kji"], "device": info["device"]})
+    t2 = time.perf_counter()
+    write_case_outputs(out_dir, labels=labels, grid=vol.grid, landmarks=landmarks, report=report,
+                       overwrite=options.overwrite, hu=vol.hu if options.overview_png else None)
+    report["timings_s"]["write"] = round(time.perf_counter() - t2, 3)
+    report["timings_s"]["total"] = round(time.perf_counter() - t0, 3)
+    progress("done", 1.0, f"wrote {out_dir}")
+    return CaseResult(out_dir, report, labels, vol.grid, landmarks, plane, info["warnings"])

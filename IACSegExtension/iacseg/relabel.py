@@ -1,0 +1,94 @@
+"""Re-mapping a calcification mask after a reader corrected landmarks (`iacseg relabel`, Slicer correction).
+
+Only the cheap mapping and the measures run again; the models do not.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .anatomy import MidsagittalPlane
+from .contracts import REPORT_JSON
+from .errors import InputError
+from .outputs.markups import Landmark, landmark_heights, read_landmarks
+
+
+def read_label_map(path: str | Path) -> tuple[np.ndarray, "Grid"]:
+    """A label map / mask file → ``(uint8 array [k,j,i], Grid)``."""
+    import SimpleITK as sitk
+
+    from .io.volume import grid_from_sitk
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"mask file {path} does not exist")
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError:
+        raise InputError(f"{path} is not a readable image (expected e.g. calcifications.nii.gz)") from None
+    if image.GetDimension() != 3:
+        raise InputError(f"{path} is not a 3D label map")
+    return sitk.GetArrayFromImage(image).astype(np.uint8), grid_from_sitk(image)
+
+
+def plane_from_report(report_path: Path) -> tuple[MidsagittalPlane, dict[str, Any]]:
+    try:
+        report = json.loads(Path(report_path).read_text())
+        return MidsagittalPlane.from_dict(report["midsagittal_plane"]), report
+    except FileNotFoundError:
+        raise InputError(f"report {report_path} does not exist; pass --report with the original report.json") from None
+    except (ValueError, KeyError, TypeError):
+        raise InputError(f"{report_path} has no midsagittal plane; pass the report.json written by iacseg segment") from None
+
+
+def relabel_arrays(mask: np.ndarray, grid: "Grid", plane: MidsagittalPlane,
+                   landmarks: dict[str, Landmark]) -> np.ndarray:
+    """Labels 0..8 for the non-zero voxels of ``mask`` under ``landmarks`` (checked for order first)."""
+    from .mapping import check_landmark_order, segment_labels
+
+    heights = landmark_heights(landmarks)
+    check_landmark_order(heights)
+    return segment_labels(mask > 0, grid, plane, heights)
+
+
+def relabel_case(mask_path: str | Path, landmarks_path: str | Path, out_dir: str | Path, *,
+                 ct_path: str | Path | None = None, report_path: str | Path | None = None,
+                 overwrite: bool = False) -> dict[str, Any]:
+    """Write a new output folder with labels re-mapped under corrected landmarks; returns the new report."""
+    from .io import read_ct
+    from .measure import measure_case
+    from .outputs import build_report, write_case_outputs
+
+    mask, grid = read_label_map(mask_path)
+    landmarks = read_landmarks(landmarks_path)
+    for lm in landmarks.values():
+        lm.extra["source"] = "reader"
+    report_path = Path(report_path) if report_path else Path(mask_path).with_name(REPORT_JSON)
+    plane, old_report = plane_from_report(report_path)
+    labels = relabel_arrays(mask, grid, plane, landmarks)
+    warnings: list[str] = []
+    recorded_ct = old_report.get("input")
+    if ct_path is None and isinstance(recorded_ct, str) and Path(recorded_ct).is_file():
+        ct_path = recorded_ct
+    if ct_path is not None:
+        vol = read_ct(ct_path)
+        if not vol.grid.same_geometry(grid):
+            raise InputError(f"the CT {ct_path} is not on the mask's grid; pass the CT the mask was made from")
+        hu = vol.hu
+        acquisition = vol.metadata
+    else:
+        raise InputError("relabel needs the CT for the HU-based measures and the original one was not found; "
+                         "pass it with --ct")
+    measures = measure_case(labels, hu, grid)
+    models = {m.get("kind", str(n)): m for n, m in enumerate(old_report.get("models", []))}
+    report = build_report(measures=measures, landmarks=landmarks, plane=plane, models=models, warnings=warnings,
+                          acquisition=acquisition, grid=grid, input_path=ct_path,
+                          extra={"threshold": old_report.get("threshold"),
+                                 "relabel": {"landmarks_file": str(landmarks_path), "mask_file": str(mask_path)}})
+    write_case_outputs(Path(out_dir), labels=labels, grid=grid, landmarks=landmarks, report=report,
+                       overwrite=overwrite)
+    return report

@@ -61,7 +61,8 @@ def test_ica_region_from_landmarks_covers_their_heights_and_both_sides(tilted_he
     landmarks["R_carotid_canal"].z_mm = -28.0
     ks, js, is_ = ica_region(s.vol, plane, landmarks)
     grid = s.vol.grid
-    z_lo, z_hi = grid.index_to_world(np.array([0, 0, ks.start]))[2], grid.index_to_world(np.array([0, 0, ks.stop - 1]))[2]
+    z_lo = grid.index_to_world(np.array([0, 0, ks.start]))[2]
+    z_hi = grid.index_to_world(np.array([0, 0, ks.stop - 1]))[2]
     assert z_lo <= -28.0 - 30.0 + grid.spacing[2] and z_hi >= 8.0 + 25.0 - grid.spacing[2]
     assert z_hi - z_lo < 28.0 + 8.0 + 55.0 + 2 * grid.spacing[2]
     # both ICAs (≈15–30 mm either side of the plane, AP within ±20 mm of the head centre) are inside the box
@@ -99,3 +100,10 @@ def test_cuda_gives_the_same_plane_and_resampling_as_cpu(tilted_head_on_rest):
     b = resample_to_grid(s.vol.hu, s.vol.grid, dst, order=1, fill=-1024.0, device="cuda")
     assert np.abs(a - b).max() < 0.5
     assert np.array_equal(head_mask(s.vol, "cpu"), head_mask(s.vol, "cuda"))
+
+
+def test_a_thick_head_rest_close_to_the_skin_is_still_left_out():
+    s = make_head(6.2, -4.7, (5.0, 2.0, -1.0), head_rest=True, rest_inner_radius=96.0)
+    assert np.count_nonzero(head_mask(s.vol, "cpu") & s.head_rest) == 0
+    angle, distance = plane_errors(midsagittal_plane(s.vol, "cpu"), s.normal, s.centre)
+    assert angle < 1.5 and distance < 1.5

@@ -41,8 +41,12 @@ def head_frame(points: np.ndarray, centre: np.ndarray, normal: np.ndarray) -> np
 
 
 def make_head(yaw: float = 0.0, roll: float = 0.0, offset=(0.0, 0.0, 0.0), *, spacing=(2.0, 2.0, 2.0),
-              shape=(110, 130, 120), head_rest: bool = False, noise: float = 10.0, seed: int = 0) -> SyntheticHead:
-    """A synthetic head CT on an axial LPS grid (``shape`` is (nk, nj, ni), ``spacing`` (si, sj, sk) mm)."""
+              shape=(110, 130, 120), head_rest: bool = False, noise: float = 10.0, seed: int = 0,
+              rest_inner_radius: float = 104.0) -> SyntheticHead:
+    """A synthetic head CT on an axial LPS grid (``shape`` is (nk, nj, ni), ``spacing`` (si, sj, sk) mm).
+
+    The head rest's inner radius is measured from a vertical axis 95 mm in front of the back of the skin.
+    """
     nk, nj, ni = shape
     origin = -np.array([(ni - 1) * spacing[0], (nj - 1) * spacing[1], (nk - 1) * spacing[2]]) / 2
     grid = Grid(shape, spacing, tuple(origin))
@@ -69,7 +73,7 @@ def make_head(yaw: float = 0.0, roll: float = 0.0, offset=(0.0, 0.0, 0.0), *, sp
     if head_rest:  # world frame: cylinder shell about a vertical axis through the table centre, behind the head
         rx, ry, rz = world[:, 0] - 0.0, world[:, 1] - (-10.0), world[:, 2]
         r = np.hypot(rx, ry)
-        rest = (r > 104) & (r < 120) & (ry > 35) & (rz > -100) & (rz < 100)
+        rest = (r > rest_inner_radius) & (r < 120) & (ry > 35) & (rz > -100) & (rz < 100)
         hu[rest] = 1000.0
     rng = np.random.default_rng(seed)
     hu = hu + rng.normal(0.0, noise, len(hu)) if noise else hu

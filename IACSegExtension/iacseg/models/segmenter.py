@@ -23,8 +23,8 @@ from .sliding import sliding_window_proba
 DEFAULT_SEGMENTER_INPUT: dict[str, Any] = {
     "windows_hu": [[-100.0, 300.0], [0.0, 1600.0]],
     "patch_size_kji": [48, 96, 96],
-    "context_margin_kji": [2, 16, 16],
-    "overlap": 0.25,
+    "context_margin_kji": [2, 8, 8],
+    "overlap": 0.2,
     "gate_min_hu": CALCIUM_HU,
     "grid": "native axial LPS grid of the CT (no resampling); slices 0.5–5 mm seen in training",
 }

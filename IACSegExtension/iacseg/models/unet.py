@@ -55,7 +55,7 @@ class ResEncUNet(nn.Module):
     divisible by `divisor` along each axis.
     """
 
-    def __init__(self, in_channels: int = 2, features: Sequence[int] = (12, 24, 48, 96),
+    def __init__(self, in_channels: int = 2, features: Sequence[int] = (8, 16, 32, 64),
                  strides: Sequence[Sequence[int]] = ((1, 1, 1), (1, 2, 2), (2, 2, 2), (2, 2, 2)),
                  blocks: Sequence[int] = (1, 1, 2, 2), deep_supervision: bool = False) -> None:
         super().__init__()

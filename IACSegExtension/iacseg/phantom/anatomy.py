@@ -119,7 +119,7 @@ def _side(rng: np.random.Generator, side: str, base: dict, hx: float) -> SideAna
     j = lambda s: float(rng.normal(0.0, s))  # noqa: E731  (small L/R asymmetry)
     z_canal = base["z_canal"] + j(1.0)
     z_h = z_canal + base["vertical"] + j(0.6)
-    z_pl = z_h + base["lacerum"] + j(0.5)
+    z_pl = z_h + base["lacerum"] + j(0.4)
     z_cav = z_pl + base["cav_rise"] + j(0.4)
     z_ac = z_cav + base["genu_rise"] + j(0.5)
     x_cav = hx + rng.uniform(3.8, 5.0)
@@ -139,7 +139,7 @@ def random_anatomy(rng: np.random.Generator) -> AnatomySpec:
     scale = float(rng.uniform(0.93, 1.06))
     hx = float(rng.uniform(10.5, 13.0))
     base = {
-        "z_canal": rng.uniform(-31.0, -25.0), "vertical": rng.uniform(7.5, 10.5), "lacerum": rng.uniform(5.5, 8.0),
+        "z_canal": rng.uniform(-31.0, -25.0), "vertical": rng.uniform(7.5, 10.5), "lacerum": rng.uniform(6.0, 8.5),
         "cav_rise": rng.uniform(4.5, 6.5), "genu_rise": rng.uniform(6.5, 9.0), "supra": rng.uniform(9.0, 13.0),
         "entry_x": rng.uniform(27.0, 32.0), "entry_y": rng.uniform(10.0, 15.0), "apex_y": rng.uniform(0.0, 3.0),
         "y_genu": rng.uniform(-17.0, -12.0), "lumen": rng.uniform(0.9, 1.1),

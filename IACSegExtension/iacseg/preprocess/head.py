@@ -6,8 +6,8 @@ to full resolution at the end:
 1. **skull** — among the bone components (> 300 HU), the one that *encloses brain-density tissue* in axial
    slices (a closed ring around 0–90 HU voxels). A head rest or table can be the largest bright component,
    but it never encloses brain, so it is not mistaken for the skull.
-2. **foreign objects** — other bone-density components that are not enclosed by soft tissue (a large part
-   of their surface faces air), i.e. head holders, table tops.
+2. **foreign objects** — other bone-density components that are not enclosed by soft tissue (over 30 % of
+   their in-slice surface faces air), i.e. head holders, table tops; vertebrae and mandible are not.
 3. **head** — soft tissue (> -300 HU) minus the foreign objects; after a one-voxel erosion (which breaks thin
    contacts with pillows and pads) the components that touch the skull's interior are kept, grown back by
    a few voxels inside the soft tissue, and holes are filled slice by slice.
@@ -91,9 +91,10 @@ def _enclosed_brain(component: np.ndarray, mean_hu: np.ndarray) -> int:
 
 
 def _air_facing_fraction(component: np.ndarray, air: np.ndarray) -> float:
-    """Fraction of a component's voxels within one in-slice voxel of air."""
-    near_air = ndimage.binary_dilation(air, structure=IN_SLICE) & component
-    return float(np.count_nonzero(near_air)) / max(1, int(np.count_nonzero(component)))
+    """Fraction of a component's surface voxels within one in-slice voxel of air (bones inside the head ≈ 0)."""
+    surface = component & ~ndimage.binary_erosion(component, structure=IN_SLICE)
+    near_air = ndimage.binary_dilation(air, structure=IN_SLICE) & surface
+    return float(np.count_nonzero(near_air)) / max(1, int(np.count_nonzero(surface)))
 
 
 def analyse_head(vol: CTVolume, device: "str | torch.device | None" = None, *, skull_choice: str = "enclosing",
@@ -106,7 +107,7 @@ def analyse_head(vol: CTVolume, device: "str | torch.device | None" = None, *, s
     factors = coarse_factors(vol.grid.spacing, target_mm)
     mean_hu, max_hu = block_pool(vol.hu, factors, dev)
     grid = coarse_grid(vol.grid, factors)
-    bone = max_hu > BONE_HU
+    bone = mean_hu > BONE_HU
     labels, count = ndimage.label(bone, structure=np.ones((3, 3, 3), bool))
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
     sizes[0] = 0
@@ -120,8 +121,8 @@ def analyse_head(vol: CTVolume, device: "str | torch.device | None" = None, *, s
         if scores[best] > 0:
             skull_label, choice = best, "encloses_brain"
     skull = labels == skull_label if skull_label else np.zeros_like(bone)
-    skull_filled = fill_holes_per_slice(skull) if skull.any() else skull
     air = mean_hu < AIR_HU
+    skull_filled = fill_holes_per_slice(skull) if skull.any() else skull
     foreign = np.zeros_like(bone)
     if choice == "encloses_brain":
         for v in candidates:

@@ -59,7 +59,11 @@ def _permute_to_lps(vol: CTVolume, world: list[int], sign: list[int]) -> CTVolum
     origin = grid.index_to_world(np.asarray(corner))
     new_grid = Grid(array.shape, tuple(grid.spacing[index_axis_of_world[w]] for w in range(3)),
                     tuple(float(v) for v in origin))
-    return CTVolume(np.ascontiguousarray(array, dtype=np.float32), new_grid, dict(vol.metadata))
+    metadata = dict(vol.metadata)
+    if grid.obliquity_deg() > 1e-3:
+        metadata["corrections"] = list(metadata.get("corrections", [])) + [
+            f"a {grid.obliquity_deg():.2f}° obliquity was ignored (treated as an axis-aligned grid)"]
+    return CTVolume(np.ascontiguousarray(array, dtype=np.float32), new_grid, metadata)
 
 
 def axial_grid_covering(grid: Grid) -> Grid:

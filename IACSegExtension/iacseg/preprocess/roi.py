@@ -5,8 +5,9 @@ within 45 mm of the midsagittal plane; antero-posterior from the plane point's y
 y + 40 mm (posterior). All in LPS mm, clipped to the volume.
 
 Without landmarks (fallback from anatomy): the skull-base level is the axial level, in the lower half of the
-head, whose 10 mm band holds the most dense bone (> 700 HU: petrous bones, clivus, sphenoid) within 60 mm of
-the midsagittal plane; z spans that level ± 50 mm. The in-plane limits are the same as above.
+head, whose 10 mm band holds the most dense bone (> 700 HU: petrous bones, clivus, sphenoid) of the head
+(head rests excluded, `head.analyse_head`) within 60 mm of the midsagittal plane; z spans that level ± 50 mm.
+The in-plane limits are the same as above.
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ from scipy import ndimage
 
 from ..anatomy import MidsagittalPlane
 from ..io.volume import CTVolume
+from .head import BONE_HU, CoarseHead, analyse_head
 
 if TYPE_CHECKING:  # only for type hints: keep this stage importable without the outputs stage
+    import torch
+
     from ..outputs.markups import Landmark
 
 LATERAL_MM = 45.0
@@ -43,28 +47,31 @@ class ICARegion:
     skull_base_z_mm: float | None = None
 
 
-def skull_base_z(vol: CTVolume, plane: MidsagittalPlane) -> float | None:
-    """World z (mm) of the densest-bone axial band in the lower half of the head (see module docstring)."""
-    grid = vol.grid
+def skull_base_z(vol: CTVolume, plane: MidsagittalPlane, device: "str | torch.device | None" = None,
+                 analysis: CoarseHead | None = None) -> float | None:
+    """World z (mm) of the densest-bone axial band in the lower half of the head (see module docstring).
+
+    Works on the coarse (≈2.5 mm) head analysis so that head rests and tables do not count.
+    """
+    a = analysis if analysis is not None else analyse_head(vol, device)
+    grid = a.grid
     nk, nj, ni = grid.shape
-    step = max(1, int(round(1.5 / max(min(grid.spacing[:2]), 1e-3))))  # ≈1.5 mm in-plane sampling is plenty
-    hu = vol.hu[:, ::step, ::step]
-    jj, ii = np.mgrid[0:nj:step, 0:ni:step]
+    kji = np.argwhere(np.ones((1, nj, ni), bool))
+    xyz = grid.kji_to_world(kji)
+    bone = (a.max_hu > BONE_HU) & a.head
     dense_per_slice = np.zeros(nk)
-    bone_per_slice = np.zeros(nk)
     for k in range(nk):
-        xyz = grid.index_to_world(np.stack([ii, jj, np.full_like(ii, k)], axis=-1).reshape(-1, 3))
-        near = np.abs(plane.signed_distance(xyz)).reshape(ii.shape) <= 60.0
-        dense_per_slice[k] = np.count_nonzero((hu[k] > DENSE_BONE_HU) & near)
-        bone_per_slice[k] = np.count_nonzero(hu[k] > 300.0)
-    with_bone = np.flatnonzero(bone_per_slice > 0.05 * max(bone_per_slice.max(), 1))
+        xyz[:, 2] = grid.index_to_world(np.array([0.0, 0.0, k]))[2]
+        near = (np.abs(plane.signed_distance(xyz)) <= 60.0).reshape(nj, ni)
+        dense_per_slice[k] = np.count_nonzero((a.max_hu[k] > DENSE_BONE_HU) & a.head[k] & near)
+    with_bone = np.flatnonzero(bone.any(axis=(1, 2)))
     if with_bone.size == 0 or dense_per_slice.max() == 0:
         return None
     band = max(1, int(round(BAND_MM / grid.spacing[2])))
     smooth = ndimage.uniform_filter1d(dense_per_slice, band, mode="constant")
     top = int(with_bone.min() + (with_bone.max() - with_bone.min()) // 2)
     k_best = int(np.argmax(smooth[: top + 1]))
-    return float(grid.index_to_world(np.array([ni / 2, nj / 2, k_best]))[2])
+    return float(grid.index_to_world(np.array([0.0, 0.0, k_best]))[2])
 
 
 def _slices_for_box(vol: CTVolume, lo: np.ndarray, hi: np.ndarray) -> tuple[slice, slice, slice]:
@@ -91,8 +98,8 @@ def roi_box_mm(vol: CTVolume, roi: tuple[slice, slice, slice]) -> dict:
             "slices_kji": [[s.start, s.stop] for s in roi]}
 
 
-def ica_region_box(vol: CTVolume, plane: MidsagittalPlane,
-                   landmarks: "dict[str, Landmark] | None" = None) -> ICARegion:
+def ica_region_box(vol: CTVolume, plane: MidsagittalPlane, landmarks: "dict[str, Landmark] | None" = None,
+                   device: "str | torch.device | None" = None) -> ICARegion:
     """The ICA box with its LPS extent and how it was found (see module docstring)."""
     base = None
     canal = [lm.z_mm for name, lm in (landmarks or {}).items() if name.endswith("carotid_canal")]
@@ -100,7 +107,7 @@ def ica_region_box(vol: CTVolume, plane: MidsagittalPlane,
     if canal and clinoid:
         z_lo, z_hi, method = min(canal) - BELOW_CANAL_MM, max(clinoid) + ABOVE_CLINOID_MM, "landmarks"
     else:
-        base = skull_base_z(vol, plane)
+        base = skull_base_z(vol, plane, device)
         if base is None:
             z_lo, z_hi, method = -np.inf, np.inf, "whole_volume"
         else:

@@ -33,7 +33,7 @@ from .data import Case, case_plane, describe_data, iter_cases
 #: Recommended hyper-parameters for the demo segmenter (GPU: minutes; 2-core CPU: hours — see the report).
 SEGMENTER_DEFAULTS: dict[str, Any] = {
     "epochs": 60, "steps_per_epoch": 100, "patch": (48, 96, 96), "batch": 2, "lr": 2e-3,
-    "weight_decay": 1e-4, "val_fraction": 0.1, "val_every": 10, "features": (12, 24, 48, 96),
+    "weight_decay": 1e-4, "val_fraction": 0.1, "val_every": 10, "features": (8, 16, 32, 64),
     "blocks": (1, 1, 2, 2), "strides": ((1, 1, 1), (1, 2, 2), (2, 2, 2), (2, 2, 2)), "deep_supervision": True,
     "fg_fraction": 0.5, "bone_fraction": 0.35, "roi_jitter_mm": 5.0, "name": "unet-demo", "version": "1.0",
 }

@@ -1,0 +1,128 @@
+"""The headless batch flow (``Slicer --no-main-window --python-script batch.py -- --input DIR --output DIR``).
+
+Same code path as the Segment button: `SegmentParameters` → `EngineProcess.run` (the engine CLI in a
+process, blocking) → `load_case_result` → an optional ``on_loaded`` callback (in Slicer: show the nodes and
+save ``.seg.nrrd``/``.mrk.json`` through Slicer). Cases are found by the engine's own `discover_cases`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from iacseg.batch import BatchCase, discover_cases
+from iacseg.contracts import REPORT_JSON
+from iacseg.errors import IACSegError
+
+from .parameters import DEVICES, ParameterError, SegmentParameters, engine_command, parse_threshold_text
+from .process import EngineError, EngineProcess, ProgressUpdate
+from .results import CaseResult, load_case_result
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """Parsed batch arguments: input folder (or file), output folder (a subfolder per case) and engine options."""
+
+    input: Path
+    output: Path
+    model: str | None = None
+    landmark_model: str | None = None
+    device: str = "auto"
+    threshold: float | None = None
+    overwrite: bool = False
+    slicer_files: bool = True
+
+    def case_parameters(self, case: BatchCase) -> SegmentParameters:
+        return SegmentParameters(case.input, self.output / case.name, self.model, self.landmark_model, self.device,
+                                 self.threshold, self.overwrite)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="batch.py", description="Segment every CT of a folder with IACSeg (headless).")
+    p.add_argument("--input", required=True, help="a folder of cases (a subfolder or image file per case), or one CT")
+    p.add_argument("--output", required=True, help="output folder: one subfolder per case")
+    p.add_argument("--model", default=None, help="calcification model folder or name (default: bundled)")
+    p.add_argument("--landmark-model", default=None, help="landmark model folder or name (default: bundled)")
+    p.add_argument("--device", default="auto", help=f"{' | '.join(DEVICES)} | cuda:N (default auto)")
+    p.add_argument("--threshold", default="auto", help="probability threshold or auto (default)")
+    p.add_argument("--overwrite", action="store_true", help="segment again cases that already have results")
+    p.add_argument("--no-slicer-files", dest="slicer_files", action="store_false",
+                   help="do not load results into Slicer nor save the Slicer-written .seg.nrrd/.mrk.json")
+    return p
+
+
+def parse_batch_args(argv: Sequence[str]) -> BatchOptions:
+    """Script arguments (after Slicer's ``--``) → `BatchOptions`; `ParameterError` for unusable values."""
+    argv = list(argv)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    args = build_parser().parse_args(argv)
+    options = BatchOptions(Path(args.input), Path(args.output), args.model, args.landmark_model, args.device,
+                           parse_threshold_text(args.threshold), args.overwrite, args.slicer_files)
+    if not options.input.exists():
+        raise ParameterError(f"the batch input {options.input} does not exist; give a folder of CTs")
+    if options.output.is_file():
+        raise ParameterError(f"the batch output {options.output} is a file; give a folder")
+    SegmentParameters(options.input, options.output, options.model, options.landmark_model, options.device,
+                      options.threshold).validate()
+    return options
+
+
+@dataclass
+class CaseOutcome:
+    name: str
+    status: str  # "done", "skipped" (results already there) or "failed"
+    seconds: float
+    error: str = ""
+
+
+def run_batch(options: BatchOptions, make_process: Callable[[], EngineProcess], python: str,
+              env_update: Mapping[str, str] | None = None,
+              on_loaded: Callable[[BatchCase, CaseResult], None] | None = None,
+              log: Callable[[str], None] = print) -> list[CaseOutcome]:
+    """Segment every case of ``options.input``; a failed case is logged and the batch goes on."""
+    cases = discover_cases([options.input])
+    options.output.mkdir(parents=True, exist_ok=True)
+    outcomes: list[CaseOutcome] = []
+    for number, case in enumerate(cases, start=1):
+        params = options.case_parameters(case)
+        prefix = f"[{number}/{len(cases)} {case.name}]"
+        if (params.output_dir / REPORT_JSON).is_file() and not options.overwrite:
+            log(f"{prefix} skipped: results already in {params.output_dir}")
+            outcomes.append(CaseOutcome(case.name, "skipped", 0.0))
+            continue
+        t0 = time.monotonic()
+        process = make_process()
+        process.on_progress = lambda update, p=prefix: log(f"{p} {overall_text(update)}")
+        try:
+            process.run(engine_command(python, params.as_arg_list()), env_update)
+            result = load_case_result(params.output_dir)
+            if on_loaded is not None:
+                on_loaded(case, result)
+        except (EngineError, IACSegError, ParameterError, OSError) as exc:
+            log(f"{prefix} failed: {exc}")
+            outcomes.append(CaseOutcome(case.name, "failed", time.monotonic() - t0, str(exc)))
+            continue
+        seconds = time.monotonic() - t0
+        total = result.report.get("total", {})
+        log(f"{prefix} done in {seconds:.1f} s: {total.get('volume_mm3', 0):.1f} mm³, "
+            f"{total.get('lesion_count', 0)} lesion(s)")
+        outcomes.append(CaseOutcome(case.name, "done", seconds))
+    return outcomes
+
+
+def overall_text(update: ProgressUpdate) -> str:
+    return f"{update.overall * 100:5.1f}% {update.label()}"
+
+
+def exit_code(outcomes: Sequence[CaseOutcome]) -> int:
+    """0 when no case failed, else 1."""
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def summary_text(outcomes: Sequence[CaseOutcome]) -> str:
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
+    return f"IACSeg batch: {counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed"

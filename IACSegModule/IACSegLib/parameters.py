@@ -1,0 +1,125 @@
+"""Typed parameters of the engine commands the module runs, validated, and turned into ``iacseg`` CLI args.
+
+The Slicer parameter node stores the user's choices; these dataclasses are what crosses the process
+boundary: `SegmentParameters.as_arg_list()` is exactly the argument list of
+``iacseg segment INPUT -o OUT …`` (DESIGN.md, "Contracts").
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+DEVICES = ("auto", "cpu", "cuda")
+TRAIN_TARGETS = ("segmenter", "landmarks")
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+class ParameterError(ValueError):
+    """A parameter the user chose cannot be used; the message is one sentence saying what to change."""
+
+
+def _check_device(device: str) -> None:
+    if not _DEVICE_RE.match(device):
+        raise ParameterError(f"device must be auto, cpu, cuda or cuda:N, not {device!r}")
+
+
+def _check_model(value: str | None, what: str) -> None:
+    if value is not None and not str(value).strip():
+        raise ParameterError(f"the {what} is empty; pick a model or leave it unset for the bundled one")
+
+
+@dataclass(frozen=True)
+class SegmentParameters:
+    """One ``iacseg segment`` run.
+
+    ``input_path``: CT file (NIfTI/NRRD/MHA) or DICOM folder; ``output_dir``: folder the engine creates
+    atomically; ``model`` / ``landmark_model``: a model folder or a name on the engine's search path (None =
+    bundled demo model); ``device``: auto, cpu, cuda or cuda:N; ``threshold``: probability in (0, 1) or None
+    for the model's calibrated threshold ("auto"); ``overwrite``: replace an existing output folder.
+    """
+
+    input_path: Path
+    output_dir: Path
+    model: str | None = None
+    landmark_model: str | None = None
+    device: str = "auto"
+    threshold: float | None = None
+    overwrite: bool = False
+
+    def validate(self, check_paths: bool = True) -> None:
+        """Raise `ParameterError` for a choice the engine would refuse (before any process is started)."""
+        _check_device(self.device)
+        _check_model(self.model, "calcification model")
+        _check_model(self.landmark_model, "landmark model")
+        if self.threshold is not None and not (math.isfinite(self.threshold) and 0.0 < self.threshold < 1.0):
+            raise ParameterError(f"threshold must be a probability between 0 and 1 (exclusive) or auto, "
+                                 f"not {self.threshold}")
+        if check_paths and not Path(self.input_path).exists():
+            raise ParameterError(f"the input CT {self.input_path} does not exist; choose a CT file or DICOM folder")
+        out = Path(self.output_dir)
+        if check_paths and out.is_file():
+            raise ParameterError(f"the output path {out} is a file; choose a folder")
+
+    def as_arg_list(self) -> list[str]:
+        """``iacseg`` arguments (without the program): ``segment INPUT -o OUT --device D --threshold T …``."""
+        self.validate(check_paths=False)
+        args = ["segment", str(self.input_path), "-o", str(self.output_dir), "--progress", "jsonl",
+                "--device", self.device, "--threshold", "auto" if self.threshold is None else repr(self.threshold)]
+        if self.model:
+            args += ["--model", str(self.model)]
+        if self.landmark_model:
+            args += ["--landmark-model", str(self.landmark_model)]
+        if self.overwrite:
+            args.append("--overwrite")
+        return args
+
+
+@dataclass(frozen=True)
+class TrainParameters:
+    """One ``iacseg train segmenter|landmarks --data DIR -o MODELDIR`` run (epochs None = engine default)."""
+
+    target: str
+    data_dir: Path
+    model_dir: Path
+    epochs: int | None = None
+    device: str = "auto"
+
+    def validate(self, check_paths: bool = True) -> None:
+        if self.target not in TRAIN_TARGETS:
+            raise ParameterError(f"training target must be one of {', '.join(TRAIN_TARGETS)}, not {self.target!r}")
+        _check_device(self.device)
+        if self.epochs is not None and self.epochs < 1:
+            raise ParameterError(f"epochs must be at least 1, not {self.epochs}")
+        if check_paths and not Path(self.data_dir).is_dir():
+            raise ParameterError(f"the training data folder {self.data_dir} does not exist; save corrections first")
+        if check_paths and Path(self.model_dir).exists():
+            raise ParameterError(f"the model folder {self.model_dir} already exists; choose a new folder so the "
+                                 f"previous model is kept")
+
+    def as_arg_list(self) -> list[str]:
+        self.validate(check_paths=False)
+        args = ["train", self.target, "--data", str(self.data_dir), "-o", str(self.model_dir), "--progress", "jsonl",
+                "--device", self.device]
+        if self.epochs is not None:
+            args += ["--epochs", str(int(self.epochs))]
+        return args
+
+
+def parse_threshold_text(text: str) -> float | None:
+    """Text of the threshold box → None for "auto"/empty, else a float (validated by `SegmentParameters`)."""
+    text = (text or "").strip().lower()
+    if text in ("", "auto"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ParameterError(f"threshold must be 'auto' or a number between 0 and 1, not {text!r}") from None
+
+
+def engine_command(python_executable: str, args: Sequence[str]) -> list[str]:
+    """The full command line running the engine: ``python -m iacseg ARGS``."""
+    return [str(python_executable), "-m", "iacseg", *map(str, args)]

@@ -1,0 +1,65 @@
+"""A tiny engine output folder with known answers, written with the engine's own writers (for the pytest tests).
+
+Grid 20 × 32 × 32 voxels of 1 mm, axial LPS, origin 0: world (x, y, z) = (i, j, k) mm. Midsagittal plane at
+x = 15.5 mm (normal +x → patient left), so i ≥ 16 is left. Landmarks (z mm): left canal 5, petrolingual 10,
+clinoid 15; right 4, 9, 14. Lesion A: left, i=20 j=10, k=6,7,8 → L_petrous (3 voxels, 300 HU). Lesion B:
+right, i=8 j=20, k=11,12 → R_cavernous (2 voxels, 500 HU).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from iacseg.anatomy import MidsagittalPlane
+from iacseg.contracts import LANDMARKS, SEGMENT_IDS
+from iacseg.io.volume import Grid
+from iacseg.outputs.markups import Landmark
+
+GRID = Grid((20, 32, 32), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+PLANE = MidsagittalPlane((15.5, 16.0, 10.0), (1.0, 0.0, 0.0), "test")
+LANDMARK_Z = {"L_carotid_canal": 5.0, "L_petrolingual": 10.0, "L_anterior_clinoid": 15.0,
+              "R_carotid_canal": 4.0, "R_petrolingual": 9.0, "R_anterior_clinoid": 14.0}
+LESION_A = [(6, 10, 20), (7, 10, 20), (8, 10, 20)]  # (k, j, i)
+LESION_B = [(11, 20, 8), (12, 20, 8)]
+
+
+def landmarks() -> dict[str, Landmark]:
+    out = {}
+    for name in LANDMARKS:
+        x = 20.0 if name.startswith("L_") else 8.0
+        z = LANDMARK_Z[name]
+        out[name] = Landmark(name, z, (x, 16.0, z), slice=z, confidence=0.9)
+    return out
+
+
+def labels_and_hu() -> tuple[np.ndarray, np.ndarray]:
+    labels = np.zeros(GRID.shape, np.uint8)
+    hu = np.zeros(GRID.shape, np.float32)
+    for kji in LESION_A:
+        labels[kji], hu[kji] = SEGMENT_IDS["L_petrous"], 300.0
+    for kji in LESION_B:
+        labels[kji], hu[kji] = SEGMENT_IDS["R_cavernous"], 500.0
+    return labels, hu
+
+
+def write_fake_output(folder: Path) -> Path:
+    """Write the five contract files of the fake case into ``folder`` (created)."""
+    from iacseg.measure import measure_case
+    from iacseg.outputs.report import build_report
+    from iacseg.outputs.writer import write_case_outputs
+
+    labels, hu = labels_and_hu()
+    lms = landmarks()
+    measures = measure_case(labels, hu, GRID)
+    report = build_report(measures=measures, landmarks=lms, plane=PLANE, grid=GRID,
+                          models={"segmenter": {"name": "fake", "version": "1", "sha256": "0" * 64}})
+    return write_case_outputs(Path(folder), labels=labels, grid=GRID, landmarks=lms, report=report)
+
+
+def write_fake_ct(path: Path) -> Path:
+    """The fake case's CT (HU) as a NIfTI file, for batch discovery."""
+    from iacseg.io.writers import write_image
+
+    return write_image(path, labels_and_hu()[1], GRID)

@@ -1,0 +1,76 @@
+"""Headless batch logic: argument parsing and the same engine code path, with the engine process faked."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+MODULE = Path(__file__).resolve().parents[1] / "IACSegModule"
+sys.path[:0] = [str(MODULE), str(MODULE / "Testing")]
+
+import fake_outputs as fake  # noqa: E402
+from IACSegLib.batch import exit_code, parse_batch_args, run_batch, summary_text  # noqa: E402
+from IACSegLib.parameters import ParameterError  # noqa: E402
+from IACSegLib.process import EngineProcess  # noqa: E402
+
+
+def test_arguments_after_slicers_double_dash(tmp_path: Path) -> None:
+    options = parse_batch_args(["--", "--input", str(tmp_path), "--output", str(tmp_path / "out"),
+                                "--model", "m1", "--device", "cpu", "--threshold", "0.3"])
+    assert (options.input, options.output, options.model, options.device, options.threshold) == \
+        (tmp_path, tmp_path / "out", "m1", "cpu", 0.3)
+    assert options.slicer_files and not options.overwrite
+
+
+def test_bad_arguments(tmp_path: Path) -> None:
+    with pytest.raises(ParameterError, match="does not exist"):
+        parse_batch_args(["--input", str(tmp_path / "none"), "--output", str(tmp_path)])
+    with pytest.raises(ParameterError, match="device"):
+        parse_batch_args(["--input", str(tmp_path), "--output", str(tmp_path / "o"), "--device", "tpu"])
+    with pytest.raises(SystemExit):
+        parse_batch_args(["--output", str(tmp_path)])
+
+
+class FakeEngineLauncher:
+    """Plays `iacseg segment`: writes the fake output folder for case_a, fails with exit 2 for case_b."""
+
+    own_session = True
+
+    def launch(self, args, env_update, on_line, on_exit):
+        out = Path(args[args.index("-o") + 1])
+        if "case_b" in str(out):
+            on_line("iacseg: error: case_b is not a CT")
+            on_exit(2)
+        else:
+            fake.write_fake_output(out)
+            on_line('{"stage": "done", "fraction": 1.0, "message": "ok", "elapsed_s": 1.0}')
+            on_exit(0)
+        return type("H", (), {"pid": 1, "poll": lambda self: 0})()
+
+
+def test_batch_runs_every_case_and_reports_failures(tmp_path: Path) -> None:
+    cases = tmp_path / "cases"
+    for name in ("case_a", "case_b"):
+        (cases / name).mkdir(parents=True)
+        fake.write_fake_ct(cases / name / "ct.nii.gz")
+    options = parse_batch_args(["--input", str(cases), "--output", str(tmp_path / "out")])
+    loaded, lines, commands = [], [], []
+
+    def make_process() -> EngineProcess:
+        launcher = FakeEngineLauncher()
+        original = launcher.launch
+        launcher.launch = lambda args, *rest: (commands.append(args), original(args, *rest))[1]
+        return EngineProcess(launcher)
+
+    outcomes = run_batch(options, make_process, "PythonSlicer", on_loaded=lambda c, r: loaded.append(c.name),
+                         log=lines.append)
+    assert [(o.name, o.status) for o in outcomes] == [("case_a", "done"), ("case_b", "failed")]
+    assert outcomes[1].error == "case_b is not a CT" and exit_code(outcomes) == 1
+    assert loaded == ["case_a"]
+    assert commands[0][:4] == ["PythonSlicer", "-m", "iacseg", "segment"]
+    assert any("100.0% done" in line for line in lines)
+    again = run_batch(options, make_process, "PythonSlicer", log=lines.append)
+    assert [o.status for o in again] == ["skipped", "failed"]
+    assert summary_text(again) == "IACSeg batch: 0 done, 1 skipped, 1 failed"

@@ -1,0 +1,65 @@
+"""Reading an engine output folder into the Slicer module's tables (no Slicer needed)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+MODULE = Path(__file__).resolve().parents[1] / "IACSegModule"
+sys.path[:0] = [str(MODULE), str(MODULE / "Testing")]
+
+import fake_outputs as fake  # noqa: E402
+from iacseg.contracts import LANDMARKS, REPORT_JSON, SEGMENT_COLORS  # noqa: E402
+from iacseg.errors import InputError  # noqa: E402
+from IACSegLib.results import (landmark_slice, lesion_rows, load_case_result, lps_to_ras,  # noqa: E402
+                               measure_rows, segment_infos)
+
+
+@pytest.fixture
+def output(tmp_path: Path) -> Path:
+    return fake.write_fake_output(tmp_path / "result")
+
+
+def test_segments_named_and_coloured_left_red_right_blue() -> None:
+    infos = segment_infos()
+    assert [i.value for i in infos] == list(range(1, 9))
+    assert infos[0].name == "L_cervical" and infos[0].description == "left cervical ICA calcification"
+    assert infos[0].color == SEGMENT_COLORS[1]
+    assert all(i.color[0] > i.color[2] for i in infos[:4]) and all(i.color[2] > i.color[0] for i in infos[4:])
+
+
+def test_load_result_labels_landmarks_plane(output: Path) -> None:
+    result = load_case_result(output)
+    labels, _ = fake.labels_and_hu()
+    np.testing.assert_array_equal(result.labels, labels)
+    assert result.grid.same_geometry(fake.GRID)
+    assert list(result.landmarks) == list(LANDMARKS)
+    assert result.landmarks["R_petrolingual"].z_mm == 9.0 and result.landmarks["R_petrolingual"].confidence == 0.9
+    assert result.plane.normal == (1.0, 0.0, 0.0)
+    assert landmark_slice(result.grid, result.landmarks["L_anterior_clinoid"]) == 15
+
+
+def test_measure_rows_have_the_known_volumes(output: Path) -> None:
+    rows = {r.segment: r for r in measure_rows(load_case_result(output).report)}
+    assert list(rows)[-1] == "total" and len(rows) == 9
+    assert rows["L_petrous"].volume_mm3 == 3.0 and rows["R_cavernous"].volume_mm3 == 2.0
+    assert rows["total"].lesion_count == 2 and rows["total"].peak_hu == 500.0
+    assert rows["L_cervical"].cells()[-1] == ""  # no peak HU for an empty segment
+
+
+def test_lesion_rows_largest_first_with_ras_centroids(output: Path) -> None:
+    rows = lesion_rows(load_case_result(output).report)
+    assert [(r.lesion_id, r.segment, r.volume_mm3) for r in rows] == [(1, "L_petrous", 3.0), (2, "R_cavernous", 2.0)]
+    assert rows[0].centroid_lps == (20.0, 10.0, 7.0)
+    assert rows[0].centroid_ras == (-20.0, -10.0, 7.0) == lps_to_ras((20, 10, 7))
+
+
+def test_incomplete_folder_is_a_clear_error(output: Path) -> None:
+    (output / REPORT_JSON).unlink()
+    with pytest.raises(InputError, match="lacks report.json"):
+        load_case_result(output)
+    with pytest.raises(InputError, match="does not exist"):
+        load_case_result(output / "missing")

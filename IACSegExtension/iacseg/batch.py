@@ -128,7 +128,7 @@ def _summary_row(case: BatchCase, status: str, seconds: float, report: dict | No
         row["total_agatston"] = total.get("agatston", "")
         row["lesion_count"] = total.get("lesion_count", "")
         rg = report.get("risk_group", "")
-        row["risk_group"] = rg.get("name", "") if isinstance(rg, dict) else rg
+        row["risk_group"] = rg.get("group", "") if isinstance(rg, dict) else rg
         for name in SEGMENTS.values():
             row[f"{name}_mm3"] = report.get("segments", {}).get(name, {}).get("volume_mm3", "")
         row["warnings"] = " | ".join(report.get("warnings", []))

@@ -60,6 +60,10 @@ class _Stopwatch:
         self._t = now
 
 
+def _describe(model: Any) -> dict[str, str]:
+    return {"name": model.name, "version": model.version, "sha256": model.sha256}
+
+
 def parse_threshold(value: str | float) -> str | float:
     """``"auto"`` or a probability in (0, 1); anything else is an `InputError`."""
     if isinstance(value, str) and value.strip().lower() == "auto":
@@ -138,7 +142,7 @@ def segment_volume(vol: CTVolume, options: SegmentOptions, progress: Progress = 
         "timings_s": watch.timings,
         "threshold": thr,
         "threshold_source": "model calibration" if threshold == "auto" else "user",
-        "models": {"segmenter": segmenter.describe(), "landmarks": localiser.describe()},
+        "models": {"segmenter": _describe(segmenter), "landmarks": _describe(localiser)},
         "roi_kji": [[s.start, s.stop] for s in roi],
         "device": str(device),
         "warnings": warnings,

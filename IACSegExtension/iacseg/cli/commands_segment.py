@@ -43,7 +43,7 @@ def print_summary(report: dict, out_dir: Path, stream=sys.stderr) -> None:
     rg = report.get("risk_group", {})
     print(f"Wrote {out_dir}", file=stream)
     print(f"  total calcium {total.get('volume_mm3', 0):.1f} mm³, Agatston {total.get('agatston', 0):.1f}, "
-          f"{total.get('lesion_count', 0)} lesion(s), risk group {rg.get('name', rg) if isinstance(rg, dict) else rg}",
+          f"{total.get('lesion_count', 0)} lesion(s), risk group {rg.get('group', rg) if isinstance(rg, dict) else rg}",
           file=stream)
     for name, seg in report.get("segments", {}).items():
         if seg.get("volume_mm3", 0) > 0:

@@ -148,7 +148,7 @@ def save_model(model_dir: str | Path, module: nn.Module, config: dict[str, Any],
     state = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
     with atomic_folder(model_dir, overwrite=overwrite) as tmp:
         # metadata holds no name/date, so the hash identifies the weights alone
-        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "kind": config["kind"]})
+        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})  # one key: Rust map order varies
         config["sha256"] = sha256_file(tmp / WEIGHTS_FILE)
         write_text_atomic(tmp / CONFIG_FILE, json.dumps(config, indent=2, default=str))
         write_text_atomic(tmp / CARD_FILE, card_text)

@@ -120,6 +120,11 @@ def iter_cases(data: Any, phantom_options: dict[str, Any] | None = None) -> Iter
             raise InputError(f"training data item {n} is neither a case folder, a phantom seed nor a phantom")
 
 
+def is_prepared(data: Any, kind: type) -> bool:
+    """True when ``data`` is a non-empty list of a trainer's cached cases (``kind``) rather than raw cases."""
+    return isinstance(data, (list, tuple)) and len(data) > 0 and all(isinstance(c, kind) for c in data)
+
+
 def describe_data(data: Any, phantom_options: dict[str, Any] | None = None) -> str:
     """One line saying what the training data was (for the model card)."""
     if isinstance(data, (str, Path)):

@@ -24,9 +24,10 @@ from ..models.inputs import window_channels
 from ..models.localiser import DEFAULT_LOCALISER_INPUT, localiser_input
 from ..models.registry import save_model
 from ..models.segmenter import as_device
+from ..errors import InputError
 from ..progress import Progress, no_progress
 from .common import data_hash, environment, lr_at, model_card, seed_everything, split_cases
-from .data import case_plane, describe_data, iter_cases, landmark_slices
+from .data import case_plane, describe_data, is_prepared, iter_cases, landmark_slices
 
 #: Recommended hyper-parameters for the demo localiser.
 LANDMARK_DEFAULTS: dict[str, Any] = {
@@ -125,11 +126,14 @@ def train_landmarks(data: Any, out_dir: str | Path, *, epochs: int = 150, batch:
     t0 = time.time()
     input_cfg = {**DEFAULT_LOCALISER_INPUT, "fov_mm": float(cfg["fov_mm"]), "size": int(cfg["size"])}
     cases: list[LandmarkCase] = []
-    for n, case in enumerate(iter_cases(data, phantom_options)):
-        cases.append(prepare_landmark_case(case, input_cfg, int(cfg["max_slices"])))
-        progress("prepare", 0.0, f"case {n + 1}: {case.name}")
+    if is_prepared(data, LandmarkCase):  # cached tensors made elsewhere (e.g. in parallel workers)
+        cases = list(data)
+    else:
+        for n, case in enumerate(iter_cases(data, phantom_options)):
+            cases.append(prepare_landmark_case(case, input_cfg, int(cfg["max_slices"])))
+            progress("prepare", 0.0, f"case {n + 1}: {case.name}")
     if not cases:
-        raise ValueError("no training cases")
+        raise InputError("the training data holds no cases; give a folder of case folders or phantom seeds")
     train_idx, val_idx = split_cases(len(cases), val_fraction, seed)
     train_cases, val_cases = [cases[i] for i in train_idx], [cases[i] for i in val_idx]
     arch_keys = ("encoder_features", "dim", "depth", "heads", "conv_kernel", "max_slices", "positional", "use_cls",
@@ -185,7 +189,7 @@ def train_landmarks(data: Any, out_dir: str | Path, *, epochs: int = 150, batch:
         "slice_convention": "target k* = ceil((z - z0)/sk); predicted plane z = z0 + (k - 0.5)*sk",
         "n_parameters": int(sum(p.numel() for p in model.parameters())),
         "metrics": final_metrics,
-        "training": {"data": describe_data(data, phantom_options), "n_train": len(train_cases), "n_val": len(val_cases),
+        "training": {"data": cfg.pop("data_description", None) or describe_data(data, phantom_options), "n_train": len(train_cases), "n_val": len(val_cases),
                      "data_hash": data_hash([c.name for c in cases], phantom_options),
                      "hyperparameters": {k: v for k, v in cfg.items() if k not in ("name", "version")},
                      "seconds": round(time.time() - t0, 1), "device": str(dev), "environment": environment()},

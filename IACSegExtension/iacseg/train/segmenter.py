@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..contracts import CALCIUM_HU
+from ..errors import InputError
 from ..progress import Progress, no_progress
 from ..models.postprocess import calcium_mask
 from ..models.registry import save_model
@@ -28,7 +29,7 @@ from ..models.segmenter import DEFAULT_SEGMENTER_INPUT, as_device, expand_box, s
 from ..models.sliding import fit_window, sliding_window_proba
 from ..models.unet import ResEncUNet
 from .common import data_hash, environment, lr_at, model_card, seed_everything, split_cases
-from .data import Case, case_plane, describe_data, iter_cases
+from .data import Case, case_plane, describe_data, is_prepared, iter_cases
 
 #: Recommended hyper-parameters for the demo segmenter (GPU: minutes; 2-core CPU: hours — see the report).
 SEGMENTER_DEFAULTS: dict[str, Any] = {
@@ -37,7 +38,7 @@ SEGMENTER_DEFAULTS: dict[str, Any] = {
     "blocks": (1, 1, 2, 2), "strides": ((1, 1, 1), (1, 2, 2), (2, 2, 2), (2, 2, 2)), "deep_supervision": True,
     "fg_fraction": 0.5, "bone_fraction": 0.35, "roi_jitter_mm": 5.0, "name": "unet-demo", "version": "1.0",
 }
-THRESHOLDS = tuple(np.round(np.arange(0.2, 0.81, 0.05), 2))
+THRESHOLDS = tuple(np.round(np.arange(0.05, 0.81, 0.05), 2))
 
 
 @dataclass
@@ -199,11 +200,14 @@ def train_segmenter(data: Any, out_dir: str | Path, *, epochs: int = 60, steps_p
     rng = seed_everything(seed)
     t0 = time.time()
     cases: list[SegmenterCase] = []
-    for n, case in enumerate(iter_cases(data, phantom_options)):
-        cases.append(prepare_segmenter_case(case, cfg["patch"], rng, cfg["roi_jitter_mm"]))
-        progress("prepare", 0.0, f"case {n + 1}: {case.name}")
+    if is_prepared(data, SegmenterCase):  # cached tensors made elsewhere (e.g. in parallel workers)
+        cases = list(data)
+    else:
+        for n, case in enumerate(iter_cases(data, phantom_options)):
+            cases.append(prepare_segmenter_case(case, cfg["patch"], rng, cfg["roi_jitter_mm"]))
+            progress("prepare", 0.0, f"case {n + 1}: {case.name}")
     if not cases:
-        raise ValueError("no training cases")
+        raise InputError("the training data holds no cases; give a folder of case folders or phantom seeds")
     train_idx, val_idx = split_cases(len(cases), val_fraction, seed)
     train_cases, val_cases = [cases[i] for i in train_idx], [cases[i] for i in val_idx]
     input_cfg = {**DEFAULT_SEGMENTER_INPUT, "patch_size_kji": list(cfg["patch"])}
@@ -236,7 +240,8 @@ def train_segmenter(data: Any, out_dir: str | Path, *, epochs: int = 60, steps_p
             losses.append(loss.item())
             step += 1
         msg = f"epoch {epoch + 1}/{epochs} loss {np.mean(losses):.4f}"
-        last = epoch + 1 == epochs
+        out_of_time = bool(cfg.get("time_budget_s")) and time.time() - t0 > float(cfg["time_budget_s"])
+        last = epoch + 1 == epochs or out_of_time
         if val_cases and ((epoch + 1) % max(1, val_every) == 0 or last):
             metrics = validate(model, val_cases, input_cfg, dev)
             msg += f" val Dice {metrics['val_dice_mean']:.3f} (threshold {metrics['threshold']:.2f})"
@@ -244,6 +249,9 @@ def train_segmenter(data: Any, out_dir: str | Path, *, epochs: int = 60, steps_p
                 best = (metrics["val_dice_mean"], {**metrics, "epoch": epoch + 1}, copy.deepcopy(model.state_dict()))
         metrics["train_loss_last_epoch"] = float(np.mean(losses))
         progress("train", (epoch + 1) / epochs, msg)
+        if out_of_time:  # stop early but keep the best validated weights
+            progress("train", 1.0, f"time budget of {cfg['time_budget_s']} s reached after epoch {epoch + 1}")
+            break
     final_metrics = {**metrics}
     threshold = 0.5
     if best is not None:
@@ -258,7 +266,7 @@ def train_segmenter(data: Any, out_dir: str | Path, *, epochs: int = 60, steps_p
         "input": input_cfg, "threshold": threshold, "min_hu": CALCIUM_HU,
         "n_parameters": int(sum(p.numel() for p in model.parameters())),
         "metrics": final_metrics,
-        "training": {"data": describe_data(data, phantom_options), "n_train": len(train_cases), "n_val": len(val_cases),
+        "training": {"data": cfg.pop("data_description", None) or describe_data(data, phantom_options), "n_train": len(train_cases), "n_val": len(val_cases),
                      "data_hash": data_hash([c.name for c in cases], phantom_options),
                      "hyperparameters": {k: v for k, v in cfg.items() if k not in ("name", "version")},
                      "seconds": round(time.time() - t0, 1), "device": str(dev), "environment": environment()},

@@ -1,0 +1,58 @@
+"""Headless IACSeg batch: segment every CT in a folder with the same code path as the Segment button.
+
+    Slicer --no-main-window --python-script <path>/batch.py -- --input CASES --output RESULTS [--model M]
+           [--landmark-model M] [--device auto|cpu|cuda] [--threshold auto|X] [--overwrite] [--no-slicer-files]
+
+Each case gets RESULTS/<case>/ with the engine's contract files, plus slicer_calcifications.seg.nrrd and
+slicer_landmarks.mrk.json saved by Slicer. Progress is printed; the exit code is 0 when every case succeeded,
+1 when a case failed, 2 for unusable arguments.
+"""
+
+import sys
+from pathlib import Path
+
+import slicer
+
+MODULE_DIR = Path(__file__).resolve().parent
+for candidate in (MODULE_DIR, MODULE_DIR.parent):  # source tree: beside IACSeg.py; installed: Scripts/..
+    if (candidate / "IACSegLib").is_dir():
+        sys.path.insert(0, str(candidate))
+        break
+
+
+def main(argv) -> int:
+    from IACSeg import MODULE_DIR as IACSEG_DIR
+    from IACSeg import IACSegLogic
+    from IACSegLib import batch, engine, scene
+    from IACSegLib.parameters import ParameterError
+    from IACSegLib.process import EngineProcess, SubprocessLauncher
+    from IACSegLib.slicer_launcher import startup_environment
+
+    try:
+        options = batch.parse_batch_args(argv)
+    except ParameterError as exc:
+        print(f"batch.py: error: {exc}", file=sys.stderr)
+        return 2
+    logic = IACSegLogic()
+    logic.ensureDependencies(interactive=False)
+
+    def on_loaded(case, result) -> None:
+        """Show the case as the GUI does, save Slicer's own files, then clear the scene for the next case."""
+        if not options.slicer_files:
+            return
+        # The label map is on the grid the engine used (a DICOM folder or tilted series is resampled).
+        volume = slicer.util.loadVolume(str(case.input if case.input.is_file() else result.labels_file))
+        logic.showResult(result.folder, volume)
+        scene.save_slicer_files(logic.segmentationNode, logic.markupsNode, result.folder)
+        slicer.mrmlScene.Clear()
+
+    environment = startup_environment()
+    outcomes = batch.run_batch(options, lambda: EngineProcess(SubprocessLauncher(environment)),
+                               engine.python_executable(), engine.child_environment(IACSEG_DIR), on_loaded,
+                               log=lambda line: print(line, flush=True))
+    print(batch.summary_text(outcomes), flush=True)
+    return batch.exit_code(outcomes)
+
+
+if __name__ == "__main__":  # Slicer's --python-script runs this file in __main__; never on a module scan
+    slicer.util.exit(main(sys.argv[1:]))

@@ -60,6 +60,10 @@ def train_one(what: str, cases: list, out: Path, args: argparse.Namespace, descr
     t0 = time.time()
     if what == "segmenter":
         extra = {"features": tuple(args.seg_features)} if args.seg_features else {}
+        if args.seg_init:
+            extra["init"] = args.seg_init
+        if args.seg_lr:
+            extra["lr"] = args.seg_lr
         if args.seg_time_budget:
             extra["time_budget_s"] = args.seg_time_budget
         path = train_segmenter(cases, out / "unet-demo", epochs=args.seg_epochs, steps_per_epoch=args.seg_steps,
@@ -81,6 +85,8 @@ def main() -> None:
     ap.add_argument("--seg-steps", type=int, default=100)
     ap.add_argument("--lm-epochs", type=int, default=150)
     ap.add_argument("--seg-features", type=int, nargs=4, default=None, help="U-Net widths per level (default 8 16 32 64)")
+    ap.add_argument("--seg-init", default=None, help="fine-tune from this segmenter model folder")
+    ap.add_argument("--seg-lr", type=float, default=None)
     ap.add_argument("--seg-time-budget", type=float, default=None, help="stop segmenter training after this many s")
     ap.add_argument("--parallel", action="store_true", help="train both models at once (two processes)")
     args = ap.parse_args()

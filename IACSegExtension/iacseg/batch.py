@@ -53,8 +53,9 @@ def case_input(folder: Path) -> Path | None:
         return folder / PHANTOM_CT_FILE
     if (folder / PHANTOM_DICOM_DIR).is_dir():
         return folder / PHANTOM_DICOM_DIR
-    images = sorted(p for p in folder.iterdir() if _is_image_file(p) and not p.name.startswith("truth_"))
-    if len(images) == 1:
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    images = sorted(p for p in entries if _is_image_file(p) and not p.name.startswith("truth_"))
+    if len(images) == 1 and not any(p.is_dir() for p in entries):  # else: a folder of cases
         return images[0]
     if _has_dicom_files(folder):
         return folder

@@ -37,8 +37,9 @@ def options_from_args(args: argparse.Namespace, overwrite: bool = False):
                           overwrite=overwrite, overview_png=getattr(args, "overview", False), risk_cutpoints_mm3=cut)
 
 
-def print_summary(report: dict, out_dir: Path, stream=sys.stderr) -> None:
-    """A short human summary of a report."""
+def print_summary(report: dict, out_dir: Path, stream=None) -> None:
+    """A short human summary of a report (on stderr unless ``stream`` is given)."""
+    stream = stream or sys.stderr
     total = report.get("total", {})
     rg = report.get("risk_group", {})
     print(f"Wrote {out_dir}", file=stream)

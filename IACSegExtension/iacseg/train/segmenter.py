@@ -11,6 +11,7 @@ calibrates the threshold to the smallest total volume difference (Jin et al.).
 from __future__ import annotations
 
 import copy
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,8 +212,24 @@ def train_segmenter(data: Any, out_dir: str | Path, *, epochs: int = 60, steps_p
     train_idx, val_idx = split_cases(len(cases), val_fraction, seed)
     train_cases, val_cases = [cases[i] for i in train_idx], [cases[i] for i in val_idx]
     input_cfg = {**DEFAULT_SEGMENTER_INPUT, "patch_size_kji": list(cfg["patch"])}
+    init_dir = cfg.pop("init", None)
+    if init_dir:  # fine-tune: the parent's architecture and weights
+        parent = json.loads((Path(init_dir) / "config.json").read_text())
+        arch = parent["architecture"]["params"]
+        cfg.update(features=tuple(arch["features"]), strides=tuple(map(tuple, arch["strides"])),
+                   blocks=tuple(arch["blocks"]))
     model = ResEncUNet(len(input_cfg["windows_hu"]), cfg["features"], cfg["strides"], cfg["blocks"],
                        deep_supervision=cfg["deep_supervision"]).to(dev)
+    if init_dir:
+        from ..models.registry import load_state, sha256_file
+
+        try:
+            model.load_state_dict(load_state(init_dir))
+        except RuntimeError:
+            raise InputError(f"the weights in {init_dir} do not match its ResEncUNet configuration; "
+                             "fine-tune from a segmenter model folder made by iacseg train") from None
+        cfg["parent"] = {"name": parent.get("name"), "version": parent.get("version"),
+                         "sha256": sha256_file(Path(init_dir) / "model.safetensors")}
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg["weight_decay"])
     total = max(1, epochs * steps_per_epoch)
     amp = dev.type == "cuda"

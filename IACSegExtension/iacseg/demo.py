@@ -9,6 +9,10 @@ from typing import Any
 from .cli.progress_view import make_progress
 
 
+def _num(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
+
+
 def run_demo(out: Path, seed: int = 90001, device: str = "auto", progress_mode: str = "bar") -> dict[str, Any]:
     """Make phantom ``seed`` under ``out/phantom``, segment it into ``out/result`` (with ``overview.png``),
     compare with the phantom's truth and return the report."""
@@ -34,8 +38,8 @@ def run_demo(out: Path, seed: int = 90001, device: str = "auto", progress_mode: 
     from .cli.commands_segment import print_summary
 
     print_summary(result.report, result_dir)
-    print(f"  against the phantom's truth: Dice {scores.get('dice', float('nan')):.3f}, "
-          f"label accuracy {scores.get('label_accuracy', float('nan')):.3f}, "
-          f"landmark error {scores.get('landmark_error_slices', float('nan')):.2f} slices", file=sys.stderr)
+    print(f"  against the phantom's truth: Dice {_num(scores.get('mean_dice')):.3f}, "
+          f"label accuracy {_num(scores.get('mean_label_accuracy')):.3f}, "
+          f"landmark error {_num(scores.get('landmark_mean_error_slices')):.2f} slices", file=sys.stderr)
     print(f"  overview image: {result_dir / 'overview.png'}", file=sys.stderr)
     return result.report

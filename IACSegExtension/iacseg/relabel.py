@@ -14,10 +14,11 @@ import numpy as np
 from .anatomy import MidsagittalPlane
 from .contracts import REPORT_JSON
 from .errors import InputError
+from .io.volume import Grid
 from .outputs.markups import Landmark, landmark_heights, read_landmarks
 
 
-def read_label_map(path: str | Path) -> tuple[np.ndarray, "Grid"]:
+def read_label_map(path: str | Path) -> tuple[np.ndarray, Grid]:
     """A label map / mask file → ``(uint8 array [k,j,i], Grid)``."""
     import SimpleITK as sitk
 
@@ -45,7 +46,7 @@ def plane_from_report(report_path: Path) -> tuple[MidsagittalPlane, dict[str, An
         raise InputError(f"{report_path} has no midsagittal plane; pass the report.json written by iacseg segment") from None
 
 
-def relabel_arrays(mask: np.ndarray, grid: "Grid", plane: MidsagittalPlane,
+def relabel_arrays(mask: np.ndarray, grid: Grid, plane: MidsagittalPlane,
                    landmarks: dict[str, Landmark]) -> np.ndarray:
     """Labels 0..8 for the non-zero voxels of ``mask`` under ``landmarks`` (checked for order first)."""
     from .mapping import check_landmark_order, segment_labels

@@ -14,7 +14,6 @@ predicted index k maps back to the plane height z = z0 + (k − 0.5)·sk.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,8 +26,7 @@ from ..outputs.markups import Landmark
 from ..progress import Progress, no_progress
 from .dst import decode_slices
 from .inputs import axial_view_indices, sample_axial_view, window_channels
-from .registry import load_model
-from .segmenter import as_device
+from .loaded import LoadedModel
 
 DEFAULT_LOCALISER_INPUT: dict[str, Any] = {
     "windows_hu": [[-150.0, 250.0], [100.0, 2100.0]],
@@ -81,32 +79,15 @@ def localiser_input(vol: CTVolume, plane: MidsagittalPlane, input_cfg: dict[str,
     return view[start:start + max_slices], start
 
 
-class LandmarkLocaliser:
+class LandmarkLocaliser(LoadedModel):
     """Six landmark planes from a DST model folder (kind "landmarks")."""
 
+    kind = "landmarks"
+    default_input = DEFAULT_LOCALISER_INPUT
+
     def __init__(self, module: torch.nn.Module, config: dict[str, Any], device: torch.device | str | None = None):
-        self.device = as_device(device)
-        self.module = module.to(self.device).eval()
-        self.config = config
-        self.input_cfg: dict[str, Any] = {**DEFAULT_LOCALISER_INPUT, **config.get("input", {})}
+        super().__init__(module, config, device)
         self.names: list[str] = list(config.get("landmarks", LANDMARKS))
-
-    @classmethod
-    def load(cls, model_dir: str | Path, device: torch.device | str | None = None) -> "LandmarkLocaliser":
-        module, config = load_model(model_dir, as_device(device), kind="landmarks")
-        return cls(module, config, device)
-
-    @property
-    def name(self) -> str:
-        return str(self.config.get("name", "unnamed"))
-
-    @property
-    def version(self) -> str:
-        return str(self.config.get("version", "0"))
-
-    @property
-    def sha256(self) -> str:
-        return str(self.config.get("sha256", ""))
 
     def predict(self, vol: CTVolume, plane: MidsagittalPlane, progress: Progress = no_progress) -> dict[str, Landmark]:
         """``{name: Landmark}`` for ``vol`` (axial LPS). ``Landmark.slice`` = predicted k on ``vol.grid``,

@@ -6,7 +6,6 @@ on HU intensity windows stored in the model config, by gated sliding windows ove
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -16,7 +15,7 @@ from ..contracts import CALCIUM_HU
 from ..io.volume import CTVolume
 from ..progress import Progress, no_progress
 from .inputs import window_channels
-from .registry import load_model
+from .loaded import LoadedModel
 from .sliding import sliding_window_proba
 
 #: Input preparation of new segmenters (stored in their config; a loaded model uses its own).
@@ -28,19 +27,6 @@ DEFAULT_SEGMENTER_INPUT: dict[str, Any] = {
     "gate_min_hu": CALCIUM_HU,
     "grid": "native axial LPS grid of the CT (no resampling); slices 0.5–5 mm seen in training",
 }
-
-
-def as_device(device: torch.device | str | None) -> torch.device:
-    """``None`` → CPU; "auto" / "cuda" / "cuda:N" / "cpu" through `iacseg.preprocess.resolve_device` when present."""
-    if device is None:
-        return torch.device("cpu")
-    if isinstance(device, torch.device):
-        return device
-    try:
-        from ..preprocess import resolve_device  # type: ignore[attr-defined]
-    except ImportError:
-        return torch.device("cpu" if device == "auto" else device)
-    return resolve_device(device)
 
 
 def expand_box(box: Sequence[slice], margin: Sequence[int], shape: Sequence[int]) -> tuple[slice, slice, slice]:
@@ -57,31 +43,11 @@ def segmenter_input(hu: torch.Tensor, input_cfg: dict[str, Any]) -> torch.Tensor
     return window_channels(hu.float(), input_cfg["windows_hu"])
 
 
-class CalcificationSegmenter:
+class CalcificationSegmenter(LoadedModel):
     """Calcification probability on an axial LPS CT, from a model folder (see `iacseg.models.registry`)."""
 
-    def __init__(self, module: torch.nn.Module, config: dict[str, Any], device: torch.device | str | None = None):
-        self.device = as_device(device)
-        self.module = module.to(self.device).eval()
-        self.config = config
-        self.input_cfg: dict[str, Any] = {**DEFAULT_SEGMENTER_INPUT, **config.get("input", {})}
-
-    @classmethod
-    def load(cls, model_dir: str | Path, device: torch.device | str | None = None) -> "CalcificationSegmenter":
-        module, config = load_model(model_dir, as_device(device), kind="segmenter")
-        return cls(module, config, device)
-
-    @property
-    def name(self) -> str:
-        return str(self.config.get("name", "unnamed"))
-
-    @property
-    def version(self) -> str:
-        return str(self.config.get("version", "0"))
-
-    @property
-    def sha256(self) -> str:
-        return str(self.config.get("sha256", ""))
+    kind = "segmenter"
+    default_input = DEFAULT_SEGMENTER_INPUT
 
     @property
     def threshold(self) -> float:

@@ -44,7 +44,6 @@ def build_layers(a: AnatomySpec, head_rest: dict | None) -> list[Layer]:
     zcav = 0.5 * (sl.z_cavernous + sr.z_cavernous)
     ex, ey = abs(sl.entry_xy[0]), 0.5 * (sl.entry_xy[1] + sr.entry_xy[1])
     yg = 0.5 * (sl.y_genu + sr.y_genu)
-    ay = 0.5 * (sl.apex_xy[1] + sr.apex_xy[1])
     hx, hy = a.sphenoid_half
     rx, ry, rz = a.skull_radii
     cx, cy, cz = a.skull_centre
@@ -226,7 +225,6 @@ def build_layers(a: AnatomySpec, head_rest: dict | None) -> list[Layer]:
 def _petrous_layers(sd, hu: float, ph) -> list[Layer]:
     """Petrous pyramid + bone collar around the vertical canal (flat bottom at z_canal) + apex collar (flat top
     at z_petrolingual). The canal itself is carved by the vessel renderer."""
-    sg = sd.sign
     e = np.array([*sd.entry_xy, sd.z_canal])
     g = np.array([*sd.entry_xy, sd.z_horizontal])
     ap = np.array([*sd.apex_xy, sd.z_horizontal])

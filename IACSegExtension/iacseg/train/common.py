@@ -7,6 +7,7 @@ import json
 import math
 import platform
 import random
+import time
 from typing import Any, Sequence
 
 import numpy as np
@@ -76,3 +77,16 @@ def model_card(title: str, config: dict[str, Any], intended: str, method: str) -
               "Trained only on synthetic phantoms; real scanners, pathology, motion and metal are not "
               "represented. Retrain on reviewed local data (`iacseg train`) before any research use.", ""]
     return "\n".join(lines)
+
+
+def training_record(cfg: dict[str, Any], data: Any, phantom_options: dict[str, Any] | None, cases: Sequence[Any],
+                    n_train: int, n_val: int, t0: float, device: Any) -> dict[str, Any]:
+    """The ``training`` block of a model's config: data description and hash, split sizes, hyper-parameters,
+    duration, device, environment. Consumes ``cfg["data_description"]`` when given."""
+    from .data import describe_data
+
+    description = cfg.pop("data_description", None) or describe_data(data, phantom_options)
+    return {"data": description, "n_train": n_train, "n_val": n_val,
+            "data_hash": data_hash([c.name for c in cases], phantom_options),
+            "hyperparameters": {k: v for k, v in cfg.items() if k not in ("name", "version")},
+            "seconds": round(time.time() - t0, 1), "device": str(device), "environment": environment()}

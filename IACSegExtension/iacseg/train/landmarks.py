@@ -23,11 +23,11 @@ from ..models.dst import DepthSequenceTransformer, decode_slices, landmark_loss
 from ..models.inputs import window_channels
 from ..models.localiser import DEFAULT_LOCALISER_INPUT, localiser_input
 from ..models.registry import save_model
-from ..models.segmenter import as_device
+from ..models.loaded import as_device
 from ..errors import InputError
 from ..progress import Progress, no_progress
-from .common import data_hash, environment, lr_at, model_card, seed_everything, split_cases
-from .data import case_plane, describe_data, is_prepared, iter_cases, landmark_slices
+from .common import lr_at, model_card, seed_everything, split_cases, training_record
+from .data import case_plane, is_prepared, iter_cases, landmark_slices
 
 #: Recommended hyper-parameters for the demo localiser.
 LANDMARK_DEFAULTS: dict[str, Any] = {
@@ -189,10 +189,7 @@ def train_landmarks(data: Any, out_dir: str | Path, *, epochs: int = 150, batch:
         "slice_convention": "target k* = ceil((z - z0)/sk); predicted plane z = z0 + (k - 0.5)*sk",
         "n_parameters": int(sum(p.numel() for p in model.parameters())),
         "metrics": final_metrics,
-        "training": {"data": cfg.pop("data_description", None) or describe_data(data, phantom_options), "n_train": len(train_cases), "n_val": len(val_cases),
-                     "data_hash": data_hash([c.name for c in cases], phantom_options),
-                     "hyperparameters": {k: v for k, v in cfg.items() if k not in ("name", "version")},
-                     "seconds": round(time.time() - t0, 1), "device": str(dev), "environment": environment()},
+        "training": training_record(cfg, data, phantom_options, cases, len(train_cases), len(val_cases), t0, dev),
     }
     card = model_card("Landmark localiser (Depth-Sequence Transformer)", config,
                       "Slice index of the six ICA landmark planes (L/R carotid canal, petrolingual ligament, anterior "

@@ -26,11 +26,12 @@ from ..errors import InputError
 from ..progress import Progress, no_progress
 from ..models.postprocess import calcium_mask
 from ..models.registry import save_model
-from ..models.segmenter import DEFAULT_SEGMENTER_INPUT, as_device, expand_box, segmenter_input
+from ..models.loaded import as_device
+from ..models.segmenter import DEFAULT_SEGMENTER_INPUT, expand_box, segmenter_input
 from ..models.sliding import fit_window, sliding_window_proba
 from ..models.unet import ResEncUNet
-from .common import data_hash, environment, lr_at, model_card, seed_everything, split_cases
-from .data import Case, case_plane, describe_data, is_prepared, iter_cases
+from .common import lr_at, model_card, seed_everything, split_cases, training_record
+from .data import Case, case_plane, is_prepared, iter_cases
 
 #: Recommended hyper-parameters for the demo segmenter (GPU: minutes; 2-core CPU: hours — see the report).
 SEGMENTER_DEFAULTS: dict[str, Any] = {
@@ -283,10 +284,7 @@ def train_segmenter(data: Any, out_dir: str | Path, *, epochs: int = 60, steps_p
         "input": input_cfg, "threshold": threshold, "min_hu": CALCIUM_HU,
         "n_parameters": int(sum(p.numel() for p in model.parameters())),
         "metrics": final_metrics,
-        "training": {"data": cfg.pop("data_description", None) or describe_data(data, phantom_options), "n_train": len(train_cases), "n_val": len(val_cases),
-                     "data_hash": data_hash([c.name for c in cases], phantom_options),
-                     "hyperparameters": {k: v for k, v in cfg.items() if k not in ("name", "version")},
-                     "seconds": round(time.time() - t0, 1), "device": str(dev), "environment": environment()},
+        "training": training_record(cfg, data, phantom_options, cases, len(train_cases), len(val_cases), t0, dev),
     }
     card = model_card("Calcification segmenter (ResEnc U-Net)", config,
                       "Probability of intracranial ICA calcification per voxel inside the ICA region of an axial "

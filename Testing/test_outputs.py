@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from iacseg.contracts import (LABELS_FILE, LANDMARKS, LANDMARKS_FILE, REPORT_CSV, REPORT_JSON, SEGMENT_COLORS,
+from iacseg.contracts import (LABELS_FILE, LANDMARKS_FILE, REPORT_CSV, REPORT_JSON, SEGMENT_COLORS,
                               SEGMENTATION_FILE, SEGMENTS)
 from iacseg.errors import InputError
 from iacseg.io.volume import Grid

@@ -93,7 +93,7 @@ def python_run(code: str) -> list[str]:
 def test_real_process_progress_and_success() -> None:
     updates = []
     run = EngineProcess(SubprocessLauncher(), on_progress=updates.append)
-    code = """
+    code = f"""
         import json
         print("starting", flush=True)
         print(json.dumps({{"stage": "read", "fraction": 0.0, "message": "reading", "elapsed_s": 0.1}}), flush=True)

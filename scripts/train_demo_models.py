@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "IACSegExtension"))
 
 TILT_EVERY = 7  # every 7th training phantom is a gantry-tilted acquisition (resampled like a DICOM series)
+PETROUS_OVERSAMPLING = int(os.environ.get("IACSEG_PETROUS_OVERSAMPLING", "1"))  # see prepare_segmenter_case
 
 
 def phantom_options(seed: int) -> dict:
@@ -43,7 +44,8 @@ def prepare(seed: int) -> tuple:
     ph = make_phantom(seed, **phantom_options(seed))
     case = to_training_case(f"phantom_{seed:05d}", ph.ct, ph.labels, ph.landmarks)
     rng = np.random.default_rng(seed)
-    seg = prepare_segmenter_case(case, SEGMENTER_DEFAULTS["patch"], rng, SEGMENTER_DEFAULTS["roi_jitter_mm"])
+    seg = prepare_segmenter_case(case, SEGMENTER_DEFAULTS["patch"], rng, SEGMENTER_DEFAULTS["roi_jitter_mm"],
+                                 petrous_oversampling=PETROUS_OVERSAMPLING)
     lm_input = {**DEFAULT_LOCALISER_INPUT, "fov_mm": float(LANDMARK_DEFAULTS["fov_mm"]),
                 "size": int(LANDMARK_DEFAULTS["size"])}
     lm = prepare_landmark_case(case, lm_input, int(LANDMARK_DEFAULTS["max_slices"]))

@@ -69,8 +69,13 @@ def _jitter_box(box: Sequence[slice], spacing_kji: Sequence[float], mm: float, s
 
 
 def prepare_segmenter_case(case: Case, patch: Sequence[int], rng: np.random.Generator,
-                           roi_jitter_mm: float = 0.0, max_points: int = 4000) -> SegmenterCase:
-    """Reduce a case to its cached crop (ROI from the inference functions, context margin of half a patch)."""
+                           roi_jitter_mm: float = 0.0, max_points: int = 4000,
+                           petrous_oversampling: int = 1) -> SegmenterCase:
+    """Reduce a case to its cached crop (ROI from the inference functions, context margin of half a patch).
+
+    ``petrous_oversampling`` > 1 repeats the sample points of the petrous segment — calcium in the bony carotid
+    canal and the canal's bone between the carotid-canal and petrolingual planes, the hardest place to tell
+    calcium from bone — that many times, so patches centre there more often."""
     from ..preprocess import ica_region
 
     shape = case.ct.hu.shape
@@ -88,8 +93,27 @@ def prepare_segmenter_case(case: Case, patch: Sequence[int], rng: np.random.Gene
         fg = fg[rng.choice(len(fg), max_points, replace=False)]
     if len(bone) > max_points:
         bone = bone[rng.choice(len(bone), max_points, replace=False)]
+    if petrous_oversampling > 1:
+        fg, bone = _oversample_petrous(case, crop, fg, bone, petrous_oversampling)
     outside = int(np.count_nonzero(case.labels > 0) - np.count_nonzero(calcium & in_roi))
     return SegmenterCase(case.name, hu, calcium, inner, fg, bone, outside)  # type: ignore[arg-type]
+
+
+def _oversample_petrous(case: Case, crop: Sequence[slice], fg: np.ndarray, bone: np.ndarray,
+                        times: int) -> tuple[np.ndarray, np.ndarray]:
+    """Repeat fg points labelled petrous and bone points at petrous heights ``times`` times (crop indices)."""
+    from ..contracts import segment_id
+
+    labels = case.labels[tuple(crop)]
+    petrous = np.isin(labels[tuple(fg.T)], (segment_id("L", "petrous"), segment_id("R", "petrous")))
+    z0, sk = case.ct.grid.origin[2], case.ct.grid.spacing[2]  # axial LPS grid: z of slice k = z0 + k·sk
+    lo = min(case.landmarks[f"{s}_carotid_canal"].z_mm for s in "LR")
+    hi = max(case.landmarks[f"{s}_petrolingual"].z_mm for s in "LR")
+    z_bone = z0 + (bone[:, 0] + crop[0].start) * sk
+    at_petrous = (z_bone >= lo - 2.0) & (z_bone <= hi + 2.0)
+    fg = np.concatenate([fg] + [fg[petrous]] * (times - 1)) if petrous.any() else fg
+    bone = np.concatenate([bone] + [bone[at_petrous]] * (times - 1)) if at_petrous.any() else bone
+    return fg, bone
 
 
 def _patch_size(c: SegmenterCase, patch: Sequence[int], divisor: Sequence[int]) -> tuple[int, int, int]:

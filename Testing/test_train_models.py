@@ -43,7 +43,7 @@ def test_train_segmenter_writes_a_loadable_calibrated_model(tmp_path):
                           progress=lambda stage, f, msg="": reports.append((stage, f, msg)))
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["kind"] == "segmenter" and cfg["training"]["n_val"] == 1
-    assert 0.0 <= cfg["metrics"]["val_dice_mean"] <= 1.0 and 0.2 <= cfg["threshold"] <= 0.8
+    assert 0.0 <= cfg["metrics"]["val_dice_mean"] <= 1.0 and 0.05 <= cfg["threshold"] <= 0.8
     assert cfg["architecture"]["params"]["deep_supervision"] is False
     assert [r for r in reports if r[0] == "train"][-1][1] == 1.0
     assert "val_dice_mean" in (out / "MODEL_CARD.md").read_text()
@@ -75,3 +75,30 @@ def test_targets_follow_the_slice_convention_and_crops_keep_them():
         a, b = random_crop(lc, rng, margin=2)
         assert a <= k.min() - 2 or a == 0
         assert b >= k.max() + 3 or b == 24
+
+
+def test_fine_tuning_starts_from_the_parent_and_records_it(tmp_path):
+    import pytest
+
+    from iacseg.errors import InputError
+    from iacseg.models.registry import load_state, sha256_file
+
+    cases = [toy_case(s) for s in range(3)]
+    tiny = dict(patch=(8, 16, 16), batch=2, device="cpu", val_fraction=0.34, features=(4, 8),
+                strides=((1, 1, 1), (1, 2, 2)), blocks=(1, 1))
+    parent = train_segmenter(cases, tmp_path / "parent", epochs=1, steps_per_epoch=2, **tiny)
+    # lr=0 and one step: the child's weights are the parent's, whatever widths the call asks for
+    child = train_segmenter(cases, tmp_path / "child", epochs=1, steps_per_epoch=1, lr=0.0, init=parent,
+                            **{**tiny, "features": (6, 12)})
+    cfg = json.loads((child / "config.json").read_text())
+    assert cfg["architecture"]["params"]["features"] == [4, 8]
+    assert cfg["training"]["hyperparameters"]["parent"]["sha256"] == sha256_file(parent / "model.safetensors")
+    a, b = load_state(parent), load_state(child)
+    assert a.keys() == b.keys() and all(np.allclose(a[k].numpy(), b[k].numpy()) for k in a)
+    (tmp_path / "broken").mkdir()
+    wrong = json.loads((parent / "config.json").read_text())
+    wrong["architecture"]["params"]["features"] = [6, 12]
+    (tmp_path / "broken" / "config.json").write_text(json.dumps(wrong))
+    (tmp_path / "broken" / "model.safetensors").write_bytes((parent / "model.safetensors").read_bytes())
+    with pytest.raises(InputError, match="do not match"):
+        train_segmenter(cases, tmp_path / "bad", epochs=1, steps_per_epoch=1, init=tmp_path / "broken", **tiny)

@@ -38,8 +38,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not data.is_dir():
             raise InputError(f"training data folder {data} does not exist")
     else:
-        data = {"phantoms": args.phantoms, "seed": args.phantom_seed}
+        if args.phantoms < 2:
+            raise InputError("--phantoms needs at least 2 (one is held out for validation)")
+        data = range(args.phantom_seed, args.phantom_seed + args.phantoms)
     hp = {k: v for k, v in {"epochs": args.epochs, "device": args.device, "seed": args.seed}.items() if v is not None}
+    if args.init:
+        if args.what != "segmenter":
+            raise InputError("--init (fine-tuning) is available for the segmenter only")
+        from ..models import resolve_model
+
+        hp["init"] = resolve_model(args.init, "segmenter")
     progress, close = make_progress(args.progress, desc=f"train {args.what} ")
     try:
         fn = train_segmenter if args.what == "segmenter" else train_landmarks
@@ -61,6 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--phantoms", type=int, default=None, help="train on N synthetic phantoms made on the fly")
     p.add_argument("--phantom-seed", type=int, default=1000, help="first phantom seed (default 1000)")
     p.add_argument("-o", "--output", required=True, help="new model folder")
+    p.add_argument("--init", default=None, help="fine-tune from this segmenter (model folder or name)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=None, help="random seed of training")

@@ -13,6 +13,7 @@ one GPU with the command recorded in their model cards.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing as mp
 import os
@@ -23,14 +24,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "IACSegExtension"))
 
 TILT_EVERY = 7  # every 7th training phantom is a gantry-tilted acquisition (resampled like a DICOM series)
-PETROUS_OVERSAMPLING = int(os.environ.get("IACSEG_PETROUS_OVERSAMPLING", "1"))  # see prepare_segmenter_case
 
 
 def phantom_options(seed: int) -> dict:
     return {"tilt_deg": float(10 + seed % 16)} if seed % TILT_EVERY == 3 else {}
 
 
-def prepare(seed: int) -> tuple:
+def prepare(seed: int, petrous_oversampling: int = 1) -> tuple:
     import numpy as np
     import torch
 
@@ -45,7 +45,7 @@ def prepare(seed: int) -> tuple:
     case = to_training_case(f"phantom_{seed:05d}", ph.ct, ph.labels, ph.landmarks)
     rng = np.random.default_rng(seed)
     seg = prepare_segmenter_case(case, SEGMENTER_DEFAULTS["patch"], rng, SEGMENTER_DEFAULTS["roi_jitter_mm"],
-                                 petrous_oversampling=PETROUS_OVERSAMPLING)
+                                 petrous_oversampling=petrous_oversampling)
     lm_input = {**DEFAULT_LOCALISER_INPUT, "fov_mm": float(LANDMARK_DEFAULTS["fov_mm"]),
                 "size": int(LANDMARK_DEFAULTS["size"])}
     lm = prepare_landmark_case(case, lm_input, int(LANDMARK_DEFAULTS["max_slices"]))
@@ -89,6 +89,8 @@ def main() -> None:
     ap.add_argument("--seg-features", type=int, nargs=4, default=None, help="U-Net widths per level (default 8 16 32 64)")
     ap.add_argument("--seg-init", default=None, help="fine-tune from this segmenter model folder")
     ap.add_argument("--seg-lr", type=float, default=None)
+    ap.add_argument("--petrous-oversampling", type=int, default=1,
+                    help="repeat petrous calcium / canal-bone sample points N times (see prepare_segmenter_case)")
     ap.add_argument("--seg-time-budget", type=float, default=None, help="stop segmenter training after this many s")
     ap.add_argument("--parallel", action="store_true", help="train both models at once (two processes)")
     args = ap.parse_args()
@@ -101,7 +103,8 @@ def main() -> None:
     ctx = mp.get_context("fork")
     with ctx.Pool(args.workers) as pool:
         prepared = []
-        for n, item in enumerate(pool.imap(prepare, seeds, chunksize=1)):
+        work = functools.partial(prepare, petrous_oversampling=args.petrous_oversampling)
+        for n, item in enumerate(pool.imap(work, seeds, chunksize=1)):
             prepared.append(item)
             if (n + 1) % 10 == 0 or n + 1 == len(seeds):
                 print(f"prepared {n + 1}/{len(seeds)} phantoms ({time.time() - t0:.0f} s)", flush=True)

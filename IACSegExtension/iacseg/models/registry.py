@@ -156,7 +156,7 @@ def save_model(model_dir: str | Path, module: nn.Module, config: dict[str, Any],
 
 
 def find_models() -> list[dict[str, Any]]:
-    """Every model folder on the search path: ``{"path", "name", "version", "kind", "created", "metrics"}``."""
+    """Every model folder on the search path: ``{"path", "name", "version", "kind", "created", "sha256", "metrics"}``."""
     found, seen = [], set()
     for root in search_path():
         if not root.is_dir():
@@ -171,7 +171,8 @@ def find_models() -> list[dict[str, Any]]:
             except ValueError:
                 continue
             found.append({"path": str(folder), "name": c.get("name", folder.name), "version": c.get("version"),
-                          "kind": c.get("kind"), "created": c.get("created"), "metrics": c.get("metrics", {})})
+                          "kind": c.get("kind"), "created": c.get("created"),
+                          "sha256": sha256_file(folder / WEIGHTS_FILE), "metrics": c.get("metrics", {})})
     return found
 
 

@@ -125,7 +125,9 @@ def segment_volume(vol: CTVolume, options: SegmentOptions, progress: Progress = 
 
     progress("mapping", 0.0, "labelling ICA segments")
     if axial.grid.same_geometry(vol.grid):
-        mask = calcium_mask(prob, vol.hu, thr, min_hu=CALCIUM_HU)
+        # the probability is 0 outside the ICA region, so only that box can hold calcium
+        mask = np.zeros(vol.hu.shape, dtype=bool)
+        mask[roi] = calcium_mask(prob[roi], vol.hu[roi], thr, min_hu=CALCIUM_HU)
     else:
         prob_ct = probability_on_ct_grid(prob, axial.grid, vol.grid, device=device)
         mask = calcium_mask(prob_ct, vol.hu, thr, min_hu=CALCIUM_HU)

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import qt
 import vtk
 
 import slicer
@@ -130,6 +131,7 @@ class IACSegLogic(ScriptedLoadableModuleLogic):
         self.launcher = launcher
         self.process: EngineProcess | None = None
         self.result = self.session = self.segmentationNode = self.markupsNode = self.volumeNode = None
+        self.inputPath = self.storeCaseId = None  # the CT file the engine read; the case id after a first save
         self.planes: dict = {}
 
     def getParameterNode(self):
@@ -170,11 +172,13 @@ class IACSegLogic(ScriptedLoadableModuleLogic):
             if not state.is_active:
                 onFinished(None if state is ProcessState.FINISHED else self.process)
 
+        self.inputPath = params.input_path
         self.process = EngineProcess(self.launcher or SlicerLauncher(), on_progress=onProgress, on_state=finished)
         self.process.start(*self._command(params))
 
     def segmentBlocking(self, params, volumeNode):
         """Scripts and tests: run the engine, wait, show the result; raises `EngineError` on failure."""
+        self.inputPath = params.input_path
         self.process = EngineProcess(SubprocessLauncher(startup_environment()))
         self.process.run(*self._command(params))
         return self.showResult(params.output_dir, volumeNode)
@@ -192,7 +196,7 @@ class IACSegLogic(ScriptedLoadableModuleLogic):
         self.segmentationNode = scene.show_segmentation(self.result, volumeNode)
         self.markupsNode = scene.show_landmarks(self.result, volumeNode)
         self.planes = scene.landmark_planes(self.result.landmarks, volumeNode)
-        self.volumeNode = volumeNode
+        self.volumeNode, self.storeCaseId = volumeNode, None
         self.session = ReviewSession(self.result.labels, self.result.grid, self.result.plane, self.result.landmarks,
                                      reader=slicer.util.settingsValue(SETTINGS_READER, ""))
         return self.result
@@ -210,13 +214,19 @@ class IACSegLogic(ScriptedLoadableModuleLogic):
         self.planes = scene.landmark_planes(self.session.landmarks, self.volumeNode, self.planes)
         return getattr(result, "changed_voxels", int(changed.sum()))
 
-    def saveCorrection(self, reader: str) -> Path:
+    def saveCorrection(self, reader: str):
+        """Save the session's new edits in the corrections store (settings); returns a `SavedCorrection`."""
         from IACSegLib.review import save_correction
 
         self.session.reader = reader
-        folder = slicer.util.settingsValue(SETTINGS_CORRECTIONS, str(Path.home() / "IACSegCorrections"))
-        return save_correction(folder, self.session, self.volumeNode.GetName(), source=self.result.folder,
-                               models=self.result.report.get("models", []))
+        saved = save_correction(self.storePath(), self.session, image=self.inputPath, engine_output=self.result.folder,
+                                case_id=self.storeCaseId, models=self.result.report.get("models", []))
+        self.storeCaseId = saved.case_id
+        return saved
+
+    @staticmethod
+    def storePath() -> str:
+        return slicer.util.settingsValue(SETTINGS_CORRECTIONS, str(Path.home() / "IACSegCorrections"))
 
     def startTraining(self, params: TrainParameters, onProgress, onFinished) -> None:
         params.validate()
@@ -265,4 +275,10 @@ class IACSegTest(ScriptedLoadableModuleTest):
                 break
         self.assertGreater(changed, 0, "moving a landmark re-labelled calcified voxels")
         self.assertTrue((logic.session.labels != result.labels).any())
+        from iacseg.store import CorrectionStore
+
+        qt.QSettings().setValue(SETTINGS_CORRECTIONS, str(work / "store"))
+        saved = logic.saveCorrection("IACSeg self-test")
+        self.assertEqual(saved.version, 1)
+        self.assertTrue(CorrectionStore.open(work / "store").verify().ok)
         self.delayDisplay("IACSeg self-test passed")

@@ -9,7 +9,9 @@ from iacseg.cli.main import main
     (["train", "segmenter", "-o", "M"], "either --data"),
     (["train", "segmenter", "--data", "D", "--phantoms", "4", "-o", "M"], "either --data"),
     (["train", "segmenter", "--phantoms", "1", "-o", "M"], "at least 2"),
-    (["train", "landmarks", "--phantoms", "4", "--init", "unet-demo", "-o", "M"], "segmenter only"),
+    (["train", "landmarks", "--phantoms", "4", "--init", "unet-demo", "-o", "M"], "is a segmenter model"),
+    (["train", "landmarks", "--phantoms", "4", "--patch", "8", "16", "16", "-o", "M"], "segmenter options"),
+    (["train", "segmenter", "--phantoms", "4", "--from-store", "S", "-o", "M"], "either --data"),
     (["train", "segmenter", "--data", "/no/such/folder", "-o", "M"], "does not exist"),
     (["train", "segmenter", "--phantoms", "4", "--init", "/no/such/model", "-o", "M"], "no segmenter model"),
 ])

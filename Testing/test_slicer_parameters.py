@@ -53,10 +53,16 @@ def test_threshold_text() -> None:
 
 
 def test_train_args_and_existing_model_folder_is_kept(tmp_path: Path) -> None:
-    params = TrainParameters("landmarks", tmp_path, tmp_path / "new-model", epochs=3)
+    from iacseg.store import CorrectionStore
+
+    store = CorrectionStore.init(tmp_path / "store").root
+    params = TrainParameters("segmenter", store, tmp_path / "new-model", init="unet-demo", epochs=3)
     params.validate()
-    assert params.as_arg_list() == ["train", "landmarks", "--data", str(tmp_path), "-o", str(tmp_path / "new-model"),
-                                    "--progress", "jsonl", "--device", "auto", "--epochs", "3"]
+    assert params.as_arg_list() == ["train", "segmenter", "--from-store", str(store), "-o",
+                                    str(tmp_path / "new-model"), "--progress", "jsonl", "--device", "auto",
+                                    "--init", "unet-demo", "--epochs", "3"]
     with pytest.raises(ParameterError, match="already exists"):
-        TrainParameters("segmenter", tmp_path, tmp_path).validate()
+        TrainParameters("segmenter", store, store).validate()
+    with pytest.raises(ParameterError, match="not a corrections store"):
+        TrainParameters("landmarks", tmp_path, tmp_path / "m").validate()
     assert engine_command("py", ["models"]) == ["py", "-m", "iacseg", "models"]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 
 MODULE = Path(__file__).resolve().parents[1] / "IACSegModule"
 sys.path[:0] = [str(MODULE), str(MODULE / "Testing")]
@@ -16,7 +17,7 @@ import fake_outputs as fake  # noqa: E402
 from iacseg.contracts import SEGMENT_IDS  # noqa: E402
 from iacseg.errors import InputError  # noqa: E402
 from iacseg.outputs.markups import read_landmarks  # noqa: E402
-from IACSegLib.corrections import CORRECTED_LABELS, CORRECTION_FILE, EDITS_FILE  # noqa: E402
+from iacseg.store import CorrectionStore  # noqa: E402
 from IACSegLib.review import ReviewSession, save_correction  # noqa: E402
 
 
@@ -79,29 +80,44 @@ def test_delete_and_add_lesions(session: ReviewSession) -> None:
         session.lesion_voxels(7)
 
 
-def test_save_correction_writes_versions_and_never_overwrites(session: ReviewSession, tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="nothing to save"):
-        save_correction(tmp_path, session, "case 1")
+def test_saves_go_to_the_store_as_new_versions_with_only_their_own_edits(session: ReviewSession,
+                                                                         tmp_path: Path) -> None:
+    output, ct = fake.write_fake_output(tmp_path / "result"), fake.write_fake_ct(tmp_path / "ct.nii.gz")
+    store_root = tmp_path / "store"
+    with pytest.raises(InputError, match="nothing new to save"):
+        save_correction(store_root, session, image=ct, engine_output=output)
+    assert not store_root.exists()  # a refused save creates nothing
     session.move_landmark("L_petrolingual", z_mm=7.5)
-    first = save_correction(tmp_path, session, "case 1", source="/results/case1")
-    first_edits = (first / EDITS_FILE).read_text()
+    first = save_correction(store_root, session, image=ct, engine_output=output)
+    with pytest.raises(InputError, match="nothing new to save"):  # the same edits are not saved twice
+        save_correction(store_root, session, image=ct, engine_output=output, case_id=first.case_id)
     session.move_landmark("L_petrolingual", z_mm=6.5)
-    second = save_correction(tmp_path, session, "case 1")
-    assert (first.name, second.name) == ("v001", "v002") and first.parent.name == "case_1"
-    assert (first / EDITS_FILE).read_text() == first_edits  # the earlier save is untouched
-    assert len((second / EDITS_FILE).read_text().splitlines()) == 2
-    record = json.loads((second / CORRECTION_FILE).read_text())
-    assert record["reader"] == "Dr A" and record["landmarks_z_mm"]["corrected"]["L_petrolingual"] == 6.5
-    assert record["voxels_by_segment"]["corrected"]["L_cavernous"] == 2
-    assert read_landmarks(second / "corrected_landmarks.mrk.json")["L_petrolingual"].z_mm == 6.5
-    assert read_landmarks(second / "original_landmarks.mrk.json")["L_petrolingual"].z_mm == 10.0
-    assert (second / CORRECTED_LABELS).is_file() and not list(first.parent.glob(".correction.*"))
-    assert not any(p.name.startswith("ct") for p in second.iterdir())  # no image is copied
+    second = save_correction(store_root, session, image=ct, engine_output=output, case_id=first.case_id)
+    assert (first.version, second.version, second.case_id) == (1, 2, first.case_id)
+    store = CorrectionStore.open(store_root)
+    assert [c.case_id for c in store.cases()] == [first.case_id]  # one case, two versions
+    assert store.case(first.case_id).corrections == {"Dr A": [1, 2]}
+    v1 = store.landmarks_path(first.case_id, ("Dr A", 1))
+    assert read_landmarks(v1)["L_petrolingual"].z_mm == 7.5  # the earlier save is untouched
+    assert read_landmarks(store.landmarks_path(first.case_id, "latest"))["L_petrolingual"].z_mm == 6.5
+    assert read_landmarks(store.landmarks_path(first.case_id, "original"))["L_petrolingual"].z_mm == 10.0
+    corrected = sitk.GetArrayFromImage(sitk.ReadImage(str(store.labels_path(first.case_id, "latest"))))
+    np.testing.assert_array_equal(corrected, session.labels)
+    moves = [e for e in store.ledger() if e["kind"] == "landmark_moved"]
+    assert [(e["details"]["to_z_mm"], e["details"]["version"], e["reader"]) for e in moves] == [
+        (7.5, 1, "Dr A"), (6.5, 2, "Dr A")]  # each save's ledger lines hold only its own edits
+    assert store.verify().ok
 
 
-def test_a_taken_version_name_is_skipped(session: ReviewSession, tmp_path: Path) -> None:
+def test_a_save_needs_a_reader_name_and_a_store_folder(session: ReviewSession, tmp_path: Path) -> None:
+    output, ct = fake.write_fake_output(tmp_path / "result"), fake.write_fake_ct(tmp_path / "ct.nii.gz")
     session.move_landmark("L_petrolingual", z_mm=7.5)
-    (tmp_path / "c" / "v001").mkdir(parents=True)
-    (tmp_path / "c" / "v001" / "other.txt").write_text("someone else's save")
-    assert save_correction(tmp_path, session, "c").name == "v002"
-    assert (tmp_path / "c" / "v001" / "other.txt").read_text() == "someone else's save"
+    session.reader = " "
+    with pytest.raises(InputError, match="reader name"):
+        save_correction(tmp_path / "store", session, image=ct, engine_output=output)
+    session.reader = "Dr B"
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("someone's files")
+    with pytest.raises(InputError, match="not an IACSeg corrections store"):
+        save_correction(tmp_path / "busy", session, image=ct, engine_output=output)
+    assert sorted(p.name for p in (tmp_path / "busy").iterdir()) == ["notes.txt"]

@@ -23,14 +23,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "IACSegExtension"))
 
-TILT_EVERY = 7  # every 7th training phantom is a gantry-tilted acquisition (resampled like a DICOM series)
+TILT_EVERY = 7  # by default every 7th training phantom is a gantry-tilted acquisition (resampled like DICOM)
 
 
-def phantom_options(seed: int) -> dict:
-    return {"tilt_deg": float(10 + seed % 16)} if seed % TILT_EVERY == 3 else {}
+def phantom_options(seed: int, tilt_every: int = TILT_EVERY) -> dict:
+    return {"tilt_deg": float(10 + seed % 16)} if seed % tilt_every == 3 % tilt_every else {}
 
 
-def prepare(seed: int, petrous_oversampling: int = 1) -> tuple:
+def prepare(seed: int, petrous_oversampling: int = 1, tilt_every: int = TILT_EVERY) -> tuple:
     import numpy as np
     import torch
 
@@ -41,7 +41,7 @@ def prepare(seed: int, petrous_oversampling: int = 1) -> tuple:
     from iacseg.train.segmenter import SEGMENTER_DEFAULTS, prepare_segmenter_case
     from iacseg.models.localiser import DEFAULT_LOCALISER_INPUT
 
-    ph = make_phantom(seed, **phantom_options(seed))
+    ph = make_phantom(seed, **phantom_options(seed, tilt_every))
     case = to_training_case(f"phantom_{seed:05d}", ph.ct, ph.labels, ph.landmarks)
     rng = np.random.default_rng(seed)
     seg = prepare_segmenter_case(case, SEGMENTER_DEFAULTS["patch"], rng, SEGMENTER_DEFAULTS["roi_jitter_mm"],
@@ -91,6 +91,8 @@ def main() -> None:
     ap.add_argument("--seg-lr", type=float, default=None)
     ap.add_argument("--petrous-oversampling", type=int, default=1,
                     help="repeat petrous calcium / canal-bone sample points N times (see prepare_segmenter_case)")
+    ap.add_argument("--tilt-every", type=int, default=TILT_EVERY,
+                    help="every Nth phantom is a gantry-tilted acquisition (default %(default)s)")
     ap.add_argument("--seg-time-budget", type=float, default=None, help="stop segmenter training after this many s")
     ap.add_argument("--parallel", action="store_true", help="train both models at once (two processes)")
     args = ap.parse_args()
@@ -103,14 +105,14 @@ def main() -> None:
     ctx = mp.get_context("fork")
     with ctx.Pool(args.workers) as pool:
         prepared = []
-        work = functools.partial(prepare, petrous_oversampling=args.petrous_oversampling)
+        work = functools.partial(prepare, petrous_oversampling=args.petrous_oversampling, tilt_every=args.tilt_every)
         for n, item in enumerate(pool.imap(work, seeds, chunksize=1)):
             prepared.append(item)
             if (n + 1) % 10 == 0 or n + 1 == len(seeds):
                 print(f"prepared {n + 1}/{len(seeds)} phantoms ({time.time() - t0:.0f} s)", flush=True)
     seg_cases = [p[0] for p in prepared]
     lm_cases = [p[1] for p in prepared]
-    tilted = sum(1 for s in seeds if phantom_options(s))
+    tilted = sum(1 for s in seeds if phantom_options(s, args.tilt_every))
     description = (f"{len(seeds)} synthetic head-CT phantoms (iacseg.phantom seeds {a}–{b - 1}; slice 0.625–5 mm "
                    f"random; {tilted} gantry-tilted 10–25° and resampled) — synthetic data, not for clinical use")
     jobs = [w for w in ("segmenter", "landmarks") if args.which in (w, "both")]

@@ -1,114 +1,66 @@
-"""Saving a reader's correction as image-free files, each save in a new version folder, never overwriting.
+"""Saving a reader's correction into the corrections store (`iacseg.store`), the same store the CLI uses.
 
-Layout: ``FOLDER/<case>/v001/`` (then ``v002`` …) holding ``original_calcifications.nii.gz``,
-``corrected_calcifications.nii.gz`` (label maps 0..8, ``[k, j, i]`` on the CT grid, LPS), ``original_landmarks.mrk.json``,
-``corrected_landmarks.mrk.json``, ``edits.jsonl`` (one `Edit` per line) and ``correction.json`` (who, when,
-source, models, counts). The CT itself is not copied. A version folder appears whole or not at all: it is
-filled under a temporary name and renamed; if another save took the name meanwhile, the next number is used.
-The corrections store of issue 5 will replace this folder layout.
+The first save of a reviewed case adds it to the store — the de-identified CT the engine read and the engine's
+own output folder (original labels, landmarks, report) — under an opaque case id; that save and every later one
+is a new correction version of the reader (``corrections/<reader>/vNNN``), never overwriting an earlier one,
+with the session's edits appended to the store's ledger. The store is created on the first save.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import shutil
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-import numpy as np
-
-from iacseg.contracts import SEGMENTS
 from iacseg.errors import InputError
-from iacseg.outputs.markups import write_landmarks
-
-from .results import ordered_landmarks
+from iacseg.store import CorrectionStore
+from iacseg.store.layout import STORE_FILE
 
 if TYPE_CHECKING:
     from .review import ReviewSession
 
-ORIGINAL_LABELS = "original_calcifications.nii.gz"
-CORRECTED_LABELS = "corrected_calcifications.nii.gz"
-ORIGINAL_LANDMARKS = "original_landmarks.mrk.json"
-CORRECTED_LANDMARKS = "corrected_landmarks.mrk.json"
-EDITS_FILE = "edits.jsonl"
-CORRECTION_FILE = "correction.json"
-_VERSION = re.compile(r"^v(\d{3,})$")
-_SAFE_CASE = re.compile(r"[^A-Za-z0-9._-]+")
+
+@dataclass(frozen=True)
+class SavedCorrection:
+    """Where a save went: the store, the case id in it, the reader and the new version number."""
+
+    store: Path
+    case_id: str
+    reader: str
+    version: int
+
+    def describe(self) -> str:
+        return f"case {self.case_id}, {self.reader} version {self.version} in {self.store}"
 
 
-def safe_case_id(case_id: str) -> str:
-    """A folder name for a case id (no path separators or spaces)."""
-    cleaned = _SAFE_CASE.sub("_", case_id.strip()).strip("._")
-    if not cleaned:
-        raise InputError(f"the case name {case_id!r} has no usable characters; give the volume a name")
-    return cleaned
+def open_or_create_store(root: str | Path) -> CorrectionStore:
+    """The store at ``root``; a new one when ``root`` does not exist or is an empty folder."""
+    root = Path(root).expanduser()
+    if (root / STORE_FILE).is_file():
+        return CorrectionStore.open(root)
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise InputError(f"{root} is not an IACSeg corrections store and is not empty; choose another folder "
+                         "for corrections in the module settings")
+    return CorrectionStore.init(root)
 
 
-def versions(case_folder: Path) -> list[int]:
-    """Existing version numbers in a case folder, ascending."""
-    if not case_folder.is_dir():
-        return []
-    return sorted(int(m.group(1)) for p in case_folder.iterdir() if (m := _VERSION.match(p.name)) and p.is_dir())
+def save_correction(store_root: str | Path, session: "ReviewSession", *, image: str | Path,
+                    engine_output: str | Path, case_id: str | None = None,
+                    models: Sequence[Mapping[str, Any]] | None = None, note: str = "") -> SavedCorrection:
+    """Save ``session``'s labels, landmarks and edits as the reader's next version of the case.
 
-
-def _label_counts(labels: np.ndarray) -> dict[str, int]:
-    counts = np.bincount(np.asarray(labels).reshape(-1), minlength=max(SEGMENTS) + 1)
-    return {name: int(counts[value]) for value, name in sorted(SEGMENTS.items())}
-
-
-def save_correction(folder: str | Path, session: "ReviewSession", case_id: str, *,
-                    source: str | Path | None = None, models: list[Mapping[str, Any]] | None = None,
-                    extra: Mapping[str, Any] | None = None) -> Path:
-    """Write the correction of ``session`` into a new ``folder/<case_id>/vNNN/``; returns that folder.
-
-    ``source``: the engine output folder corrected; ``models``: the report's model records (name, version,
-    sha256) so the correction says which model it corrects. Never overwrites an earlier version.
-    """
-    from iacseg.io.writers import write_image
-
-    if not session.edits:
-        raise InputError("there is nothing to save: move a landmark or edit a lesion first")
-    case_folder = Path(folder) / safe_case_id(case_id)
-    case_folder.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".correction.", suffix=".partial", dir=case_folder))
-    try:
-        write_image(tmp / ORIGINAL_LABELS, session.original_labels, session.grid)
-        write_image(tmp / CORRECTED_LABELS, session.labels, session.grid)
-        write_landmarks(tmp / ORIGINAL_LANDMARKS, ordered_landmarks(session.original_landmarks),
-                        "IACSeg landmarks (engine)")
-        write_landmarks(tmp / CORRECTED_LANDMARKS, ordered_landmarks(session.landmarks), "IACSeg landmarks (reader)")
-        (tmp / EDITS_FILE).write_text("".join(json.dumps(e.to_dict()) + "\n" for e in session.edits))
-        record = {"case": case_id, "reader": session.reader, "saved": session.clock(),
-                  "source": None if source is None else str(source), "models": list(models or []),
-                  "edit_count": len(session.edits), "grid": session.grid.to_dict(),
-                  "voxels_by_segment": {"original": _label_counts(session.original_labels),
-                                        "corrected": _label_counts(session.labels)},
-                  "landmarks_z_mm": {"original": {n: lm.z_mm for n, lm in session.original_landmarks.items()},
-                                     "corrected": {n: lm.z_mm for n, lm in session.landmarks.items()}},
-                  **dict(extra or {})}
-        (tmp / CORRECTION_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n")
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        return _publish(tmp, case_folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _publish(tmp: Path, case_folder: Path, attempts: int = 100) -> Path:
-    """Rename ``tmp`` to the next free ``vNNN``; a name taken meanwhile by another save is skipped."""
-    number = (versions(case_folder) or [0])[-1] + 1
-    for _ in range(attempts):
-        target = case_folder / f"v{number:03d}"
-        if not target.exists():
-            try:
-                os.rename(tmp, target)  # fails if another save created a non-empty target meanwhile
-                return target
-            except OSError:
-                pass
-        number += 1
-    raise OSError(f"could not find a free version folder in {case_folder}")
+    ``image``: the CT file the engine read; ``engine_output``: the folder ``iacseg segment`` wrote for it;
+    ``case_id``: the store id from an earlier save of this case (None → the case is added first). ``models``:
+    the report's model records (name, version, sha256) of the output that was corrected."""
+    edits = session.unsaved_edits
+    if not edits:
+        raise InputError("there is nothing new to save: move a landmark or edit a lesion first")
+    if not (session.reader or "").strip():
+        raise InputError("enter your reader name before saving, so the correction says who made it")
+    store = open_or_create_store(store_root)
+    if case_id is None:
+        case_id = store.add_case(image, engine_output)
+    version = store.add_correction(case_id, session.reader, session.labels, session.landmarks,
+                                   [e.to_dict() for e in edits], models=models, note=note)
+    session.saved_edits = len(session.edits)
+    return SavedCorrection(store.root, case_id, session.reader, version)

@@ -80,11 +80,13 @@ class SegmentParameters:
 
 @dataclass(frozen=True)
 class TrainParameters:
-    """One ``iacseg train segmenter|landmarks --data DIR -o MODELDIR`` run (epochs None = engine default)."""
+    """One ``iacseg train segmenter|landmarks --from-store STORE -o MODELDIR [--init MODEL]`` run: fine-tune on the
+    store's approved corrections (epochs None = engine default; init None = the current default model)."""
 
     target: str
-    data_dir: Path
+    store_dir: Path
     model_dir: Path
+    init: str | None = None
     epochs: int | None = None
     device: str = "auto"
 
@@ -92,18 +94,21 @@ class TrainParameters:
         if self.target not in TRAIN_TARGETS:
             raise ParameterError(f"training target must be one of {', '.join(TRAIN_TARGETS)}, not {self.target!r}")
         _check_device(self.device)
+        _check_model(self.init, "starting model")
         if self.epochs is not None and self.epochs < 1:
             raise ParameterError(f"epochs must be at least 1, not {self.epochs}")
-        if check_paths and not Path(self.data_dir).is_dir():
-            raise ParameterError(f"the training data folder {self.data_dir} does not exist; save corrections first")
+        if check_paths and not (Path(self.store_dir) / "store.json").is_file():
+            raise ParameterError(f"{self.store_dir} is not a corrections store; save and approve corrections first")
         if check_paths and Path(self.model_dir).exists():
             raise ParameterError(f"the model folder {self.model_dir} already exists; choose a new folder so the "
                                  f"previous model is kept")
 
     def as_arg_list(self) -> list[str]:
         self.validate(check_paths=False)
-        args = ["train", self.target, "--data", str(self.data_dir), "-o", str(self.model_dir), "--progress", "jsonl",
-                "--device", self.device]
+        args = ["train", self.target, "--from-store", str(self.store_dir), "-o", str(self.model_dir),
+                "--progress", "jsonl", "--device", self.device]
+        if self.init:
+            args += ["--init", str(self.init)]
         if self.epochs is not None:
             args += ["--epochs", str(int(self.epochs))]
         return args

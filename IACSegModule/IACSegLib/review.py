@@ -82,6 +82,7 @@ class ReviewSession:
         self.labels = labels.copy()
         self.mask = labels > 0
         self.edits: list[Edit] = []
+        self.saved_edits = 0  # how many of ``edits`` are already in a saved correction
         self._voxels = flat_nonzero(self.mask)  # flat indices of the calcified voxels
         self._lesion_ids: np.ndarray | None = None  # lesion id of each original calcified voxel
         self._original_voxels = self._voxels.copy()
@@ -238,6 +239,11 @@ class ReviewSession:
     @property
     def is_modified(self) -> bool:
         return bool(self.edits)
+
+    @property
+    def unsaved_edits(self) -> list[Edit]:
+        """The edits made since the last save (each save records only its own edits)."""
+        return self.edits[self.saved_edits:]
 
 
 from .corrections import save_correction  # noqa: E402 — re-exported: saving is part of the review flow

@@ -150,14 +150,15 @@ class ReviewPanel:
 
     def onSave(self) -> None:
         with slicer.util.tryWithErrorDisplay("The correction could not be saved."):
-            folder = self.logic.saveCorrection(self.ui.readerNameLineEdit.text)
-            self.ui.progressLabel.text = f"Correction saved in {folder}"
+            saved = self.logic.saveCorrection(self.ui.readerNameLineEdit.text)
+            self.ui.progressLabel.text = f"Correction saved: {saved.describe()}"
 
     def onRetrain(self) -> None:
         target = self.ui.trainTargetComboBox.currentText
         out = USER_MODELS_DIR / f"{target}-{time.strftime('%Y%m%d-%H%M%S')}"
         with slicer.util.tryWithErrorDisplay("Training could not start."):
-            params = TrainParameters(target, Path(self.ui.trainDataPathLineEdit.currentPath), out)
+            store = self.ui.trainDataPathLineEdit.currentPath or self.logic.storePath()
+            params = TrainParameters(target, Path(store), out, init=self.selectedModel() if target == "segmenter" else None)
             self.logic.startTraining(params, self.onProgress, self.onTrainingFinished)
             self.ui.cancelButton.enabled = True
 

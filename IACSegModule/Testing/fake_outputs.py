@@ -59,7 +59,8 @@ def write_fake_output(folder: Path) -> Path:
 
 
 def write_fake_ct(path: Path) -> Path:
-    """The fake case's CT (HU) as a NIfTI file, for batch discovery."""
+    """The fake case's CT (HU; air around the calcium) as a NIfTI file."""
     from iacseg.io.writers import write_image
 
-    return write_image(path, labels_and_hu()[1], GRID)
+    hu = labels_and_hu()[1]
+    return write_image(path, np.where(hu > 0, hu, -1000.0).astype(np.float32), GRID)

@@ -1,4 +1,4 @@
-"""``iacseg models`` and ``iacseg train``."""
+"""``iacseg models [promote|rollback]`` and ``iacseg train``."""
 
 from __future__ import annotations
 
@@ -6,71 +6,185 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from .progress_view import PROGRESS_MODES, make_progress
 
 
+def _default_paths() -> dict[str, str]:
+    """Resolved folder of the default model of each kind (promoted, else the shipped demo), when it exists."""
+    from ..errors import ModelError
+    from ..models.registry import KINDS, resolve_model
+
+    out = {}
+    for kind in KINDS:
+        try:
+            out[kind] = str(resolve_model(None, kind).resolve())
+        except ModelError:
+            pass
+    return out
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from ..models import find_models
+    from ..models.registry import describe_model
 
     models = find_models()
+    defaults = _default_paths()
+    listed = {m["path"] for m in models}
+    for kind, path in defaults.items():  # a promoted model outside the search path is listed too
+        if path not in listed:
+            models.append(describe_model(path))
+    for m in models:
+        m["default"] = defaults.get(str(m.get("kind"))) == m["path"]
     if args.json:
         print(json.dumps(models, indent=2, default=str))
         return 0
     if not models:
-        print("no models found (search path: $IACSEG_MODEL_PATH, ~/.iacseg/models, Resources/Models)")
+        print("no models found (search path: $IACSEG_MODEL_PATH, $IACSEG_HOME/models (~/.iacseg/models), "
+              "Resources/Models)")
         return 0
     print(f"{'name':24s} {'kind':10s} {'version':8s} {'sha256':12s} path")
     for m in models:
         print(f"{m.get('name', '?'):24s} {m.get('kind', '?'):10s} {str(m.get('version', '?')):8s} "
-              f"{str(m.get('sha256', ''))[:12]:12s} {m.get('path', '')}")
+              f"{str(m.get('sha256', ''))[:12]:12s} {m.get('path', '')}" + ("  [default]" if m["default"] else ""))
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from ..errors import InputError
-    from ..train import train_landmarks, train_segmenter
+def cmd_promote(args: argparse.Namespace) -> int:
+    from ..models.defaults import promote
 
-    if (args.data is None) == (args.phantoms is None):
-        raise InputError("give either --data DIR (case folders in the truth format) or --phantoms N (synthetic)")
+    result = promote(args.model)
+    was = result["previous"] or "the shipped demo model"
+    if result["changed"]:
+        print(f"default {result['kind']} model is now {result['current']} (was {was}; undo with "
+              f"`iacseg models rollback {result['kind']}`)")
+    else:
+        print(f"{result['current']} is already the default {result['kind']} model")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from ..models.defaults import rollback
+
+    result = rollback(args.kind)
+    print(f"default {result['kind']} model is now {result['current'] or 'the shipped demo model'} "
+          f"(was {result['previous'] or 'the shipped demo model'})")
+    return 0
+
+
+def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
+    """Trainer keyword arguments from the options given (absent options keep the trainer's defaults)."""
+    from ..errors import InputError
+
+    if args.what == "landmarks" and (args.patch is not None or args.steps_per_epoch is not None):
+        raise InputError("--patch and --steps-per-epoch are segmenter options; a landmarks epoch is every "
+                         "training case once")
+    if args.patch is not None and min(args.patch) < 1:
+        raise InputError("--patch needs three positive voxel counts K J I (slices, rows, columns)")
+    hp = {"epochs": args.epochs, "device": args.device, "seed": args.seed, "batch": args.batch, "lr": args.lr,
+          "steps_per_epoch": args.steps_per_epoch, "patch": tuple(args.patch) if args.patch else None,
+          "name": args.name, "version": args.version}
+    return {k: v for k, v in hp.items() if v is not None}
+
+
+def _training_data(args: argparse.Namespace) -> tuple[Any, dict[str, Any] | None]:
+    """``(data, phantom_options)`` from --data or --phantoms."""
+    from ..errors import InputError
+
     if args.data is not None:
         data = Path(args.data)
         if not data.is_dir():
             raise InputError(f"training data folder {data} does not exist")
-    else:
-        if args.phantoms < 2:
-            raise InputError("--phantoms needs at least 2 (one is held out for validation)")
-        data = range(args.phantom_seed, args.phantom_seed + args.phantoms)
-    hp = {k: v for k, v in {"epochs": args.epochs, "device": args.device, "seed": args.seed}.items() if v is not None}
-    if args.init:
-        if args.what != "segmenter":
-            raise InputError("--init (fine-tuning) is available for the segmenter only")
-        from ..models import resolve_model
+        return data, None
+    if args.phantoms < 2:
+        raise InputError("--phantoms needs at least 2 (one is held out for validation)")
+    options = {k: v for k, v in {"slice_mm": args.phantom_slice_mm, "matrix": args.phantom_matrix}.items()
+               if v is not None}
+    return range(args.phantom_seed, args.phantom_seed + args.phantoms), options or None
 
-        hp["init"] = resolve_model(args.init, "segmenter")
-    progress, close = make_progress(args.progress, desc=f"train {args.what} ")
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..errors import InputError
+    from ..train.distributed import is_main
+
+    sources = [s for s in (args.data, args.phantoms, args.from_store) if s is not None]
+    if len(sources) != 1:
+        raise InputError("give either --data DIR (case folders in the truth format), --phantoms N (synthetic) or "
+                         "--from-store STORE (approved corrections)")
+    hp = _hyperparameters(args)
+    main_rank = is_main()  # under torchrun only rank 0 reports
+    if args.from_store is not None:
+        from ..store.training import retrain_from_store
+
+        progress, close = make_progress(args.progress if main_rank else "none", desc=f"retrain {args.what} ")
+        try:
+            summary = retrain_from_store(args.what, args.from_store, init=args.init, out=Path(args.output),
+                                         progress=progress, **hp)
+        finally:
+            close()
+        if main_rank:  # one line after the JSON progress lines for programs, indented for people
+            print(json.dumps(summary, indent=None if args.progress == "jsonl" else 2, default=str), flush=True)
+        return 0
+    data, phantom_options = _training_data(args)
+    if args.init:
+        from ..models import resolve_model
+        from ..models.registry import read_config
+
+        hp["init"] = resolve_model(args.init, args.what)
+        kind = read_config(hp["init"]).get("kind")
+        if kind != args.what:
+            raise InputError(f"--init {args.init} is a {kind} model; fine-tuning the {args.what} needs a "
+                             f"{args.what} model")
+    progress, close = make_progress(args.progress if main_rank else "none", desc=f"train {args.what} ")
     try:
-        fn = train_segmenter if args.what == "segmenter" else train_landmarks
-        out = fn(data, Path(args.output), progress=progress, **hp)
+        if args.what == "segmenter":
+            from ..train.segmenter import train_segmenter as train
+        else:
+            from ..train.landmarks import train_landmarks as train
+        out = train(data, Path(args.output), progress=progress, phantom_options=phantom_options, **hp)
     finally:
         close()
-    print(f"model written to {out}", file=sys.stderr)
+    if main_rank:
+        print(f"model written to {out}", file=sys.stderr)
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list the models on the search path")
+    p = sub.add_parser("models", help="list the models (default marked); promote or roll back the default")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_models)
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    q = actions.add_parser("promote", help="make a model folder (or name) the default of its kind")
+    q.add_argument("model", help="model folder or model name")
+    q.set_defaults(func=cmd_promote)
+    q = actions.add_parser("rollback", help="go back to the previous default model of a kind")
+    q.add_argument("kind", choices=("segmenter", "landmarks"))
+    q.set_defaults(func=cmd_rollback)
 
-    p = sub.add_parser("train", help="train the segmenter or the landmark model")
+    p = sub.add_parser("train", help="train the segmenter or the landmark model (also under torchrun)",
+                       description="Train or fine-tune a model. Under `torchrun --nproc_per_node N -m iacseg train "
+                                   "…` the N processes train one model with DDP (effective batch = batch × N); "
+                                   "rank 0 validates, saves and reports.")
     p.add_argument("what", choices=("segmenter", "landmarks"))
     p.add_argument("--data", default=None, help="folder of case folders (ct + truth_* files)")
     p.add_argument("--phantoms", type=int, default=None, help="train on N synthetic phantoms made on the fly")
+    p.add_argument("--from-store", default=None, metavar="STORE",
+                   help="fine-tune on the approved corrections of a corrections store (see `iacseg store`)")
     p.add_argument("--phantom-seed", type=int, default=1000, help="first phantom seed (default 1000)")
+    p.add_argument("--phantom-slice-mm", type=float, default=None, help="phantom slice thickness (mm; default random)")
+    p.add_argument("--phantom-matrix", type=int, default=None, help="phantom in-plane matrix (pixels; default 512)")
     p.add_argument("-o", "--output", required=True, help="new model folder")
-    p.add_argument("--init", default=None, help="fine-tune from this segmenter (model folder or name)")
+    p.add_argument("--init", default=None, help="fine-tune from this model (folder or name) of the same kind")
+    p.add_argument("--name", default=None, help="name of the new model (fine-tune: the parent's)")
+    p.add_argument("--version", default=None,
+                   help="version of the new model (fresh: 1.0; fine-tune: the parent's last number + 1)")
     p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--steps-per-epoch", type=int, default=None, help="segmenter: optimiser steps per epoch")
+    p.add_argument("--batch", type=int, default=None, help="samples per step and process")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    p.add_argument("--patch", type=int, nargs=3, default=None, metavar=("K", "J", "I"),
+                   help="segmenter: training patch and inference window (slices, rows, columns)")
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=None, help="random seed of training")
     p.add_argument("--progress", choices=PROGRESS_MODES, default="bar")

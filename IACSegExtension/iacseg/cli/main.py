@@ -15,9 +15,9 @@ COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
 
 
 def _register_all(sub: argparse._SubParsersAction) -> None:
-    from . import commands_data, commands_models, commands_segment
+    from . import commands_data, commands_models, commands_segment, commands_store
 
-    for module in (commands_segment, commands_data, commands_models):
+    for module in (commands_segment, commands_data, commands_models, commands_store):
         module.register(sub)
 
 

@@ -5,7 +5,8 @@
 ``threshold``, training data description and hash, metrics, ``created`` and a ``disclaimer``.
 
 Search path for model names (first match wins): ``$IACSEG_MODEL_PATH`` (os.pathsep-separated folders),
-``~/.iacseg/models``, then the repository's ``Resources/Models``.
+``$IACSEG_HOME/models`` (default ``~/.iacseg/models``), then the repository's ``Resources/Models``.
+The default model of each kind (used when none is named) is set by `iacseg.models.defaults`.
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ def search_path() -> list[Path]:
     import iacseg
 
     dirs = [Path(p).expanduser() for p in os.environ.get("IACSEG_MODEL_PATH", "").split(os.pathsep) if p]
-    dirs.append(Path("~/.iacseg/models").expanduser())
+    from .defaults import iacseg_home
+
+    dirs.append(iacseg_home() / "models")
     dirs.append(Path(iacseg.__file__).resolve().parents[2] / "Resources" / "Models")
     return dirs
 
@@ -167,25 +170,38 @@ def find_models() -> list[dict[str, Any]]:
                 continue
             seen.add(folder)
             try:
-                c = json.loads(cfg.read_text())
-            except ValueError:
+                found.append(describe_model(folder))
+            except ModelError:
                 continue
-            found.append({"path": str(folder), "name": c.get("name", folder.name), "version": c.get("version"),
-                          "kind": c.get("kind"), "created": c.get("created"),
-                          "sha256": sha256_file(folder / WEIGHTS_FILE), "metrics": c.get("metrics", {})})
     return found
 
 
+def describe_model(model_dir: str | Path) -> dict[str, Any]:
+    """``{"path", "name", "version", "kind", "created", "sha256", "metrics"}`` of one model folder."""
+    folder = Path(model_dir).resolve()
+    c = read_config(folder)
+    return {"path": str(folder), "name": c.get("name", folder.name), "version": c.get("version"),
+            "kind": c.get("kind"), "created": c.get("created"),
+            "sha256": sha256_file(folder / WEIGHTS_FILE), "metrics": c.get("metrics", {})}
+
+
 def default_model_dir(kind: str) -> Path:
-    """Folder of the default model of ``kind`` ("segmenter" → unet-demo, "landmarks" → dst-demo)."""
+    """Folder of the default model of ``kind``: the one set by ``iacseg models promote`` (`iacseg.models.defaults`),
+    else the shipped demo model ("segmenter" → unet-demo, "landmarks" → dst-demo)."""
     if kind not in DEFAULT_MODELS:
         raise ValueError(f"kind must be one of {KINDS}")
-    return resolve_model(DEFAULT_MODELS[kind], kind)
+    return resolve_model(None, kind)
 
 
 def resolve_model(name_or_path: str | Path | None, kind: str) -> Path:
-    """A model folder from a path or a model name looked up on the search path."""
+    """A model folder from a path or a model name looked up on the search path; None or "" → the default model
+    of ``kind`` (promoted one, else the shipped demo)."""
     if name_or_path is None or str(name_or_path) == "":
+        from .defaults import promoted_model_dir
+
+        promoted = promoted_model_dir(kind) if kind in DEFAULT_MODELS else None
+        if promoted is not None:
+            return promoted
         name_or_path = DEFAULT_MODELS[kind]
     candidate = Path(name_or_path).expanduser()
     if candidate.is_dir():

@@ -60,7 +60,7 @@ def atomic_file(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        with open(tmp_path, "rb") as f:
+        with open(tmp_path, "r+b") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
     except BaseException:
@@ -86,7 +86,7 @@ def atomic_folder(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
         yield tmp
         for f in tmp.rglob("*"):
             if f.is_file():
-                with open(f, "rb") as fh:
+                with open(f, "r+b") as fh:
                     os.fsync(fh.fileno())
         old = None
         if path.exists():

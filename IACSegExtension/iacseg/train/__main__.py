@@ -54,7 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .landmarks import train_landmarks as train
     out = train(data, args.out, device=args.device, seed=args.seed, val_fraction=args.val_fraction,
                 progress=progress, **hp)
-    print(json.dumps({"stage": "done", "fraction": 1.0, "message": str(out)}), flush=True)
+    from .distributed import is_main
+
+    if is_main():  # under torchrun the other ranks return the same folder silently
+        print(json.dumps({"stage": "done", "fraction": 1.0, "message": str(out)}), flush=True)
     return 0
 
 

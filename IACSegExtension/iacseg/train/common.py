@@ -44,6 +44,26 @@ def lr_at(step: int, total: int, base_lr: float, warmup_fraction: float = 0.03) 
     return base_lr * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * t)))
 
 
+def next_version(version: str | None) -> str:
+    """The version of a fine-tuned child: the parent's last number + 1 ("1.0" → "1.1", "1.9" → "1.10",
+    "2" → "3"); ".1" is appended when the last part is not a number ("1.0-rc" → "1.0-rc.1")."""
+    text = str(version or "1.0").strip() or "1.0"
+    head, _, last = text.rpartition(".")
+    if last.isdigit():
+        return f"{head}.{int(last) + 1}" if head else str(int(last) + 1)
+    return f"{text}.1"
+
+
+def model_identity(defaults: dict[str, Any], parent: dict[str, Any] | None, name: str | None,
+                   version: str | None) -> tuple[str, str]:
+    """``(name, version)`` of a new model: the given ones, else for a fine-tune the parent's name and
+    `next_version` of its version, else the trainer's defaults (fresh training: "1.0")."""
+    if parent is not None:
+        return (name or str(parent.get("name") or defaults["name"]),
+                version or next_version(parent.get("version")))
+    return name or str(defaults["name"]), version or str(defaults["version"])
+
+
 def data_hash(case_names: Sequence[str], extra: dict[str, Any] | None = None) -> str:
     """Short SHA-256 of the training case names and data options (identifies the training set)."""
     payload = json.dumps({"cases": list(case_names), "extra": extra or {}}, sort_keys=True, default=str)

@@ -23,11 +23,12 @@ from ..models.dst import DepthSequenceTransformer, decode_slices, landmark_loss
 from ..models.inputs import window_channels
 from ..models.localiser import DEFAULT_LOCALISER_INPUT, localiser_input
 from ..models.registry import save_model
-from ..models.loaded import as_device
 from ..errors import InputError
 from ..progress import Progress, no_progress
-from .common import lr_at, model_card, seed_everything, split_cases, training_record
+from .common import lr_at, model_card, model_identity, seed_everything, split_cases, training_record
 from .data import case_plane, is_prepared, iter_cases, landmark_slices
+from .distributed import (DistContext, all_reduce_mean, barrier, parameters_in_sync, wrap_model)
+from .distributed import start as start_distributed, stop as stop_distributed
 
 #: Recommended hyper-parameters for the demo localiser.
 LANDMARK_DEFAULTS: dict[str, Any] = {
@@ -111,35 +112,91 @@ def evaluate_landmarks(model: DepthSequenceTransformer, cases: Sequence[Landmark
             "val_cases": len(cases)}
 
 
+def _prepare_cases(data: Any, input_cfg: dict[str, Any], max_slices: int, phantom_options: dict[str, Any] | None,
+                   progress: Progress) -> list[LandmarkCase]:
+    if is_prepared(data, LandmarkCase):  # cached tensors made elsewhere (e.g. in parallel workers)
+        return list(data)
+    cases = []
+    for n, case in enumerate(iter_cases(data, phantom_options)):
+        cases.append(prepare_landmark_case(case, input_cfg, max_slices))
+        progress("prepare", 0.0, f"case {n + 1}: {case.name}")
+    return cases
+
+
+def _parent_config(init_dir: str | Path, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The parent localiser's config; copies its architecture and field of view into ``cfg``."""
+    from ..models.registry import read_config
+
+    parent = read_config(init_dir)
+    if parent.get("kind") != "landmarks" or (parent.get("architecture") or {}).get("name") != "DepthSequenceTransformer":
+        raise InputError(f"{init_dir} is not a landmark (DST) model; fine-tune the localiser from a landmarks "
+                         "model folder made by iacseg train")
+    cfg.update({k: v for k, v in parent["architecture"]["params"].items() if k != "in_channels"})
+    cfg.update(fov_mm=float(parent.get("input", {}).get("fov_mm", cfg["fov_mm"])),
+               size=int(parent.get("input", {}).get("size", cfg["size"])))
+    return parent
+
+
 def train_landmarks(data: Any, out_dir: str | Path, *, epochs: int = 150, batch: int = 4, lr: float = 5e-4,
                     device: Any = "auto", seed: int = 0, val_fraction: float = 0.1, val_every: int = 5,
                     progress: Progress = no_progress, phantom_options: dict[str, Any] | None = None,
-                    **hp: Any) -> Path:
+                    val_data: Any = None, init: str | Path | None = None, name: str | None = None,
+                    version: str | None = None, **hp: Any) -> Path:
     """Train a DST landmark localiser and save it as a model folder at ``out_dir`` (returns its path).
 
-    One epoch = every training case once (shuffled) in batches of ``batch``. Other keys of
-    `LANDMARK_DEFAULTS` (architecture, fov_mm, size, augmentation, name, version) may be given."""
+    One epoch = every training case once (shuffled) in batches of ``batch``. ``val_data``: the validation cases;
+    when given, all of ``data`` trains (no random split). ``init``: a landmarks model folder to fine-tune (its
+    architecture, field of view and weights). ``name``/``version`` default to "dst-demo" "1.0", or for a
+    fine-tune to the parent's name and its version's last number + 1. Other keys of `LANDMARK_DEFAULTS`
+    (architecture, fov_mm, size, augmentation) may be given. Under ``torchrun`` every rank runs the same steps on
+    its own shuffles (DDP; effective batch = ``batch`` × world size); rank 0 validates and saves."""
     cfg = {**LANDMARK_DEFAULTS, **hp, "epochs": epochs, "batch": batch, "lr": lr, "seed": seed,
            "val_fraction": val_fraction, "val_every": val_every}
-    dev = as_device(device)
+    ctx = start_distributed(device)
+    try:
+        return _fit(ctx, data, Path(out_dir), cfg, progress if ctx.is_main else no_progress, phantom_options,
+                    val_data, init, name, version)
+    finally:
+        stop_distributed(ctx)
+
+
+def _fit(ctx: DistContext, data: Any, out_dir: Path, cfg: dict[str, Any], progress: Progress,
+         phantom_options: dict[str, Any] | None, val_data: Any, init_dir: str | Path | None, name: str | None,
+         version: str | None) -> Path:
+    epochs, batch, lr, seed, val_every = (cfg[k] for k in ("epochs", "batch", "lr", "seed", "val_every"))
+    dev = ctx.device
     rng = seed_everything(seed)
     t0 = time.time()
+    parent = _parent_config(init_dir, cfg) if init_dir else None
+    cfg["name"], cfg["version"] = model_identity(cfg, parent, name, version)
     input_cfg = {**DEFAULT_LOCALISER_INPUT, "fov_mm": float(cfg["fov_mm"]), "size": int(cfg["size"])}
-    cases: list[LandmarkCase] = []
-    if is_prepared(data, LandmarkCase):  # cached tensors made elsewhere (e.g. in parallel workers)
-        cases = list(data)
-    else:
-        for n, case in enumerate(iter_cases(data, phantom_options)):
-            cases.append(prepare_landmark_case(case, input_cfg, int(cfg["max_slices"])))
-            progress("prepare", 0.0, f"case {n + 1}: {case.name}")
+    cases = _prepare_cases(data, input_cfg, int(cfg["max_slices"]), phantom_options, progress)
     if not cases:
         raise InputError("the training data holds no cases; give a folder of case folders or phantom seeds")
-    train_idx, val_idx = split_cases(len(cases), val_fraction, seed)
-    train_cases, val_cases = [cases[i] for i in train_idx], [cases[i] for i in val_idx]
+    if val_data is None:
+        train_idx, val_idx = split_cases(len(cases), cfg["val_fraction"], seed)
+        train_cases, val_cases = [cases[i] for i in train_idx], [cases[i] for i in val_idx]
+    else:
+        train_cases = cases
+        val_cases = _prepare_cases(val_data, input_cfg, int(cfg["max_slices"]), phantom_options, progress)
     arch_keys = ("encoder_features", "dim", "depth", "heads", "conv_kernel", "max_slices", "positional", "use_cls",
                  "spacing_embedding", "dropout")
-    params = {k: cfg[k] for k in arch_keys}
-    model = DepthSequenceTransformer(in_channels=len(input_cfg["windows_hu"]), **params).to(dev)
+    params = {k: cfg[k] for k in arch_keys + ("mlp_ratio", "n_landmarks") if k in cfg}
+    net = DepthSequenceTransformer(in_channels=len(input_cfg["windows_hu"]), **params).to(dev)
+    if init_dir:
+        from ..models.registry import load_state, sha256_file
+
+        try:
+            net.load_state_dict(load_state(init_dir))
+        except RuntimeError:
+            raise InputError(f"the weights in {init_dir} do not match its DST configuration; fine-tune from a "
+                             "landmarks model folder made by iacseg train") from None
+        cfg["parent"] = {"name": parent.get("name"), "version": parent.get("version"),  # type: ignore[union-attr]
+                         "sha256": sha256_file(Path(init_dir) / "model.safetensors")}
+    if ctx.enabled:  # each rank shuffles and augments on its own; DDP starts every rank from rank 0's weights
+        rng = np.random.default_rng(seed + ctx.rank)
+        torch.manual_seed(seed + ctx.rank)
+    model = wrap_model(net, ctx)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg["weight_decay"])
     steps_per_epoch = max(1, int(np.ceil(len(train_cases) / batch)))
     total = epochs * steps_per_epoch
@@ -168,28 +225,39 @@ def train_landmarks(data: Any, out_dir: str | Path, *, epochs: int = 150, batch:
             opt.step()
             losses.append(loss.item())
             step += 1
-        msg = f"epoch {epoch + 1}/{epochs} loss {np.mean(losses):.4f}"
-        if val_cases and ((epoch + 1) % max(1, val_every) == 0 or epoch + 1 == epochs):
-            metrics = evaluate_landmarks(model, val_cases, input_cfg, dev)
+        epoch_loss = all_reduce_mean(float(np.mean(losses)))  # mean over ranks (this rank's alone when single)
+        msg = f"epoch {epoch + 1}/{epochs} loss {epoch_loss:.4f}"
+        if ctx.is_main and val_cases and ((epoch + 1) % max(1, val_every) == 0 or epoch + 1 == epochs):
+            metrics = evaluate_landmarks(net, val_cases, input_cfg, dev)
             msg += f" val MAE {metrics['val_mae_slices']:.2f} slices, ≤1 slice {metrics['val_within_1_slice']:.1%}"
             key = (metrics["val_mae_slices"], -metrics["val_within_1_slice"])
             if best is None or key < best[0]:
-                best = (key, {**metrics, "epoch": epoch + 1}, copy.deepcopy(model.state_dict()))
-        metrics["train_loss_last_epoch"] = float(np.mean(losses))
+                best = (key, {**metrics, "epoch": epoch + 1}, copy.deepcopy(net.state_dict()))
+        metrics["train_loss_last_epoch"] = epoch_loss
         progress("train", (epoch + 1) / epochs, msg)
+    if ctx.enabled and not parameters_in_sync(model):
+        raise RuntimeError("the training processes ended with different weights; check that every rank runs the "
+                           "same IACSeg and PyTorch versions")
+    if not ctx.is_main:  # rank 0 writes the model; the others wait for it and return the same folder
+        barrier()
+        return out_dir
     final_metrics = dict(metrics)
     if best is not None:
-        model.load_state_dict(best[2])
+        net.load_state_dict(best[2])
         final_metrics = {**best[1], "train_loss_last_epoch": metrics.get("train_loss_last_epoch")}
+    record = training_record(cfg, data, phantom_options, cases if val_data is None else cases + val_cases,
+                             len(train_cases), len(val_cases), t0, dev)
+    record.update(world_size=ctx.world_size, effective_batch=batch * ctx.world_size,
+                  validation="given cases" if val_data is not None else "random split")
     config = {
         "name": cfg["name"], "version": cfg["version"], "kind": "landmarks",
         "architecture": {"name": "DepthSequenceTransformer",
-                         "params": {"in_channels": len(input_cfg["windows_hu"]), **model.config}},
+                         "params": {"in_channels": len(input_cfg["windows_hu"]), **net.config}},
         "input": input_cfg, "landmarks": list(LANDMARKS),
         "slice_convention": "target k* = ceil((z - z0)/sk); predicted plane z = z0 + (k - 0.5)*sk",
-        "n_parameters": int(sum(p.numel() for p in model.parameters())),
+        "n_parameters": int(sum(p.numel() for p in net.parameters())),
         "metrics": final_metrics,
-        "training": training_record(cfg, data, phantom_options, cases, len(train_cases), len(val_cases), t0, dev),
+        "training": record,
     }
     card = model_card("Landmark localiser (Depth-Sequence Transformer)", config,
                       "Slice index of the six ICA landmark planes (L/R carotid canal, petrolingual ligament, anterior "
@@ -198,4 +266,6 @@ def train_landmarks(data: Any, out_dir: str | Path, *, epochs: int = 150, batch:
                       "DST (Hou et al.): slice-wise 3D CNN encoder with stride (1, 2, 2), one token per native "
                       "slice, left-padding with attention mask, convolution-enhanced self-attention blocks, six "
                       "softmax distributions over slices trained with cross-entropy.")
-    return save_model(out_dir, model.cpu(), config, card)
+    path = save_model(out_dir, net.cpu(), config, card)
+    barrier()
+    return path

@@ -26,12 +26,13 @@ from ..errors import InputError
 from ..progress import Progress, no_progress
 from ..models.postprocess import calcium_mask
 from ..models.registry import save_model
-from ..models.loaded import as_device
 from ..models.segmenter import DEFAULT_SEGMENTER_INPUT, expand_box, segmenter_input
 from ..models.sliding import fit_window, sliding_window_proba
 from ..models.unet import ResEncUNet
-from .common import lr_at, model_card, seed_everything, split_cases, training_record
+from .common import lr_at, model_card, model_identity, seed_everything, split_cases, training_record
 from .data import Case, case_plane, is_prepared, iter_cases
+from .distributed import (DistContext, all_reduce_mean, barrier, broadcast_flag, parameters_in_sync, wrap_model)
+from .distributed import start as start_distributed, stop as stop_distributed
 
 #: Recommended hyper-parameters for the demo segmenter (GPU: minutes; 2-core CPU: hours — see the report).
 SEGMENTER_DEFAULTS: dict[str, Any] = {
@@ -210,51 +211,84 @@ def validate(module: torch.nn.Module, cases: list[SegmenterCase], input_cfg: dic
             "val_volume_diff_voxels": float(sum(per_thr[calibrated]["dv"])), "val_cases": len(cases)}
 
 
+def _prepare_cases(data: Any, patch: Sequence[int], rng: np.random.Generator, roi_jitter_mm: float,
+                   phantom_options: dict[str, Any] | None, progress: Progress) -> list[SegmenterCase]:
+    if is_prepared(data, SegmenterCase):  # cached tensors made elsewhere (e.g. in parallel workers)
+        return list(data)
+    cases = []
+    for n, case in enumerate(iter_cases(data, phantom_options)):
+        cases.append(prepare_segmenter_case(case, patch, rng, roi_jitter_mm))
+        progress("prepare", 0.0, f"case {n + 1}: {case.name}")
+    return cases
+
+
 def train_segmenter(data: Any, out_dir: str | Path, *, epochs: int = 60, steps_per_epoch: int = 100,
                     patch: Sequence[int] = (48, 96, 96), batch: int = 2, lr: float = 2e-3, device: Any = "auto",
                     seed: int = 0, val_fraction: float = 0.1, val_every: int = 10,
                     progress: Progress = no_progress, phantom_options: dict[str, Any] | None = None,
-                    **hp: Any) -> Path:
+                    val_data: Any = None, init: str | Path | None = None, name: str | None = None,
+                    version: str | None = None, **hp: Any) -> Path:
     """Train a `ResEncUNet` calcification segmenter and save it as a model folder at ``out_dir``.
 
-    ``data``: see `iacseg.train.data`. ``patch`` (k, j, i voxels) is also the inference window. Other keys of
-    `SEGMENTER_DEFAULTS` (features, blocks, strides, deep_supervision, weight_decay, fg_fraction,
-    bone_fraction, roi_jitter_mm, name, version) may be given. Returns the model folder path."""
+    ``data``: see `iacseg.train.data`. ``patch`` (k, j, i voxels) is also the inference window. ``val_data``:
+    the validation cases (same kinds of source); when given, all of ``data`` trains and no random split is made
+    (its ROIs are not jittered, as at inference). ``init``: a segmenter model folder to fine-tune (its
+    architecture and weights). ``name``/``version`` of the new model default to "unet-demo" "1.0", or for a
+    fine-tune to the parent's name and its version's last number + 1. Other keys of `SEGMENTER_DEFAULTS`
+    (features, blocks, strides, deep_supervision, weight_decay, fg_fraction, bone_fraction, roi_jitter_mm) may
+    be given. Under ``torchrun`` the ranks train one model with DDP (`iacseg.train.distributed`; effective
+    batch = ``batch`` × world size); rank 0 validates and saves. Returns the model folder path (on every rank)."""
     cfg = {**SEGMENTER_DEFAULTS, **hp, "epochs": epochs, "steps_per_epoch": steps_per_epoch, "patch": tuple(patch),
            "batch": batch, "lr": lr, "seed": seed, "val_fraction": val_fraction, "val_every": val_every}
-    dev = as_device(device)
+    ctx = start_distributed(device)
+    try:
+        return _fit(ctx, data, Path(out_dir), cfg, progress if ctx.is_main else no_progress, phantom_options,
+                    val_data, init, name, version)
+    finally:
+        stop_distributed(ctx)
+
+
+def _fit(ctx: DistContext, data: Any, out_dir: Path, cfg: dict[str, Any], progress: Progress,
+         phantom_options: dict[str, Any] | None, val_data: Any, init_dir: str | Path | None, name: str | None,
+         version: str | None) -> Path:
+    epochs, steps_per_epoch, batch, lr, seed = (cfg[k] for k in ("epochs", "steps_per_epoch", "batch", "lr", "seed"))
+    val_every = cfg["val_every"]
+    dev = ctx.device
     rng = seed_everything(seed)
     t0 = time.time()
-    cases: list[SegmenterCase] = []
-    if is_prepared(data, SegmenterCase):  # cached tensors made elsewhere (e.g. in parallel workers)
-        cases = list(data)
-    else:
-        for n, case in enumerate(iter_cases(data, phantom_options)):
-            cases.append(prepare_segmenter_case(case, cfg["patch"], rng, cfg["roi_jitter_mm"]))
-            progress("prepare", 0.0, f"case {n + 1}: {case.name}")
+    cases = _prepare_cases(data, cfg["patch"], rng, cfg["roi_jitter_mm"], phantom_options, progress)
     if not cases:
         raise InputError("the training data holds no cases; give a folder of case folders or phantom seeds")
-    train_idx, val_idx = split_cases(len(cases), val_fraction, seed)
-    train_cases, val_cases = [cases[i] for i in train_idx], [cases[i] for i in val_idx]
+    if val_data is None:
+        train_idx, val_idx = split_cases(len(cases), cfg["val_fraction"], seed)
+        train_cases, val_cases = [cases[i] for i in train_idx], [cases[i] for i in val_idx]
+    else:
+        train_cases = cases
+        val_cases = _prepare_cases(val_data, cfg["patch"], rng, 0.0, phantom_options, progress)
     input_cfg = {**DEFAULT_SEGMENTER_INPUT, "patch_size_kji": list(cfg["patch"])}
-    init_dir = cfg.pop("init", None)
+    parent = None
     if init_dir:  # fine-tune: the parent's architecture and weights
         parent = json.loads((Path(init_dir) / "config.json").read_text())
         arch = parent["architecture"]["params"]
         cfg.update(features=tuple(arch["features"]), strides=tuple(map(tuple, arch["strides"])),
                    blocks=tuple(arch["blocks"]))
-    model = ResEncUNet(len(input_cfg["windows_hu"]), cfg["features"], cfg["strides"], cfg["blocks"],
-                       deep_supervision=cfg["deep_supervision"]).to(dev)
+    cfg["name"], cfg["version"] = model_identity(cfg, parent, name, version)
+    net = ResEncUNet(len(input_cfg["windows_hu"]), cfg["features"], cfg["strides"], cfg["blocks"],
+                     deep_supervision=cfg["deep_supervision"]).to(dev)
     if init_dir:
         from ..models.registry import load_state, sha256_file
 
         try:
-            model.load_state_dict(load_state(init_dir))
+            net.load_state_dict(load_state(init_dir))
         except RuntimeError:
             raise InputError(f"the weights in {init_dir} do not match its ResEncUNet configuration; "
                              "fine-tune from a segmenter model folder made by iacseg train") from None
-        cfg["parent"] = {"name": parent.get("name"), "version": parent.get("version"),
+        cfg["parent"] = {"name": parent.get("name"), "version": parent.get("version"),  # type: ignore[union-attr]
                          "sha256": sha256_file(Path(init_dir) / "model.safetensors")}
+    if ctx.enabled:  # each rank samples its own patches; DDP starts every rank from rank 0's weights
+        rng = np.random.default_rng(seed + ctx.rank)
+        torch.manual_seed(seed + ctx.rank)
+    model = wrap_model(net, ctx)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg["weight_decay"])
     total = max(1, epochs * steps_per_epoch)
     amp = dev.type == "cuda"
@@ -265,7 +299,7 @@ def train_segmenter(data: Any, out_dir: str | Path, *, epochs: int = 60, steps_p
         losses = []
         for _ in range(steps_per_epoch):
             c = train_cases[int(rng.integers(len(train_cases)))]
-            size = _patch_size(c, cfg["patch"], model.divisor)
+            size = _patch_size(c, cfg["patch"], net.divisor)
             pairs = [sample_patch(c, size, rng, cfg["fg_fraction"], cfg["bone_fraction"]) for _ in range(batch)]
             hu = torch.from_numpy(np.stack([p[0] for p in pairs]).astype(np.float32)).to(dev)
             lab = torch.from_numpy(np.stack([p[1] for p in pairs])).to(dev)
@@ -281,34 +315,45 @@ def train_segmenter(data: Any, out_dir: str | Path, *, epochs: int = 60, steps_p
             opt.step()
             losses.append(loss.item())
             step += 1
-        msg = f"epoch {epoch + 1}/{epochs} loss {np.mean(losses):.4f}"
-        out_of_time = bool(cfg.get("time_budget_s")) and time.time() - t0 > float(cfg["time_budget_s"])
+        epoch_loss = all_reduce_mean(float(np.mean(losses)))  # mean over ranks (this rank's alone when single)
+        msg = f"epoch {epoch + 1}/{epochs} loss {epoch_loss:.4f}"
+        out_of_time = broadcast_flag(bool(cfg.get("time_budget_s")) and time.time() - t0 > float(cfg["time_budget_s"]))
         last = epoch + 1 == epochs or out_of_time
-        if val_cases and ((epoch + 1) % max(1, val_every) == 0 or last):
-            metrics = validate(model, val_cases, input_cfg, dev)
+        if ctx.is_main and val_cases and ((epoch + 1) % max(1, val_every) == 0 or last):
+            metrics = validate(net, val_cases, input_cfg, dev)
             msg += f" val Dice {metrics['val_dice_mean']:.3f} (threshold {metrics['threshold']:.2f})"
             if best is None or metrics["val_dice_mean"] > best[0]:
-                best = (metrics["val_dice_mean"], {**metrics, "epoch": epoch + 1}, copy.deepcopy(model.state_dict()))
-        metrics["train_loss_last_epoch"] = float(np.mean(losses))
+                best = (metrics["val_dice_mean"], {**metrics, "epoch": epoch + 1}, copy.deepcopy(net.state_dict()))
+        metrics["train_loss_last_epoch"] = epoch_loss
         progress("train", (epoch + 1) / epochs, msg)
         if out_of_time:  # stop early but keep the best validated weights
             progress("train", 1.0, f"time budget of {cfg['time_budget_s']} s reached after epoch {epoch + 1}")
             break
+    if ctx.enabled and not parameters_in_sync(model):
+        raise RuntimeError("the training processes ended with different weights; check that every rank runs the "
+                           "same IACSeg and PyTorch versions")
+    if not ctx.is_main:  # rank 0 writes the model; the others wait for it and return the same folder
+        barrier()
+        return out_dir
     final_metrics = {**metrics}
     threshold = 0.5
     if best is not None:
-        model.load_state_dict(best[2])
+        net.load_state_dict(best[2])
         final_metrics = {**best[1], "train_loss_last_epoch": metrics.get("train_loss_last_epoch")}
         threshold = float(best[1]["threshold"])
-    model.deep_supervision = False
-    arch_params = {**model.config, "deep_supervision": False}
+    net.deep_supervision = False
+    arch_params = {**net.config, "deep_supervision": False}
+    record = training_record(cfg, data, phantom_options, cases if val_data is None else cases + val_cases,
+                             len(train_cases), len(val_cases), t0, dev)
+    record.update(world_size=ctx.world_size, effective_batch=batch * ctx.world_size,
+                  validation="given cases" if val_data is not None else "random split")
     config = {
         "name": cfg["name"], "version": cfg["version"], "kind": "segmenter",
         "architecture": {"name": "ResEncUNet", "params": arch_params},
         "input": input_cfg, "threshold": threshold, "min_hu": CALCIUM_HU,
-        "n_parameters": int(sum(p.numel() for p in model.parameters())),
+        "n_parameters": int(sum(p.numel() for p in net.parameters())),
         "metrics": final_metrics,
-        "training": training_record(cfg, data, phantom_options, cases, len(train_cases), len(val_cases), t0, dev),
+        "training": record,
     }
     card = model_card("Calcification segmenter (ResEnc U-Net)", config,
                       "Probability of intracranial ICA calcification per voxel inside the ICA region of an axial "
@@ -317,4 +362,6 @@ def train_segmenter(data: Any, out_dir: str | Path, *, epochs: int = 60, steps_p
                       "nnU-Net-style residual-encoder 3D U-Net on the CT's own grid, Dice + BCE loss, patches "
                       "oversampled on calcium and bone, threshold calibrated to the smallest volume difference on "
                       "held-out cases (Jin et al.).")
-    return save_model(out_dir, model.cpu(), config, card)
+    path = save_model(out_dir, net.cpu(), config, card)
+    barrier()
+    return path

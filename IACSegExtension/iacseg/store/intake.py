@@ -1,0 +1,144 @@
+"""Bringing a case into the store: read the CT and the engine's output folder, check they belong together,
+de-identify, and fill a temporary case folder (published into the store by `CorrectionStore.add_case`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .. import __version__
+from ..contracts import LABELS_FILE, LANDMARKS, LANDMARKS_FILE, REPORT_JSON, SEGMENTS
+from ..errors import InputError
+from ..io.volume import CTVolume, Grid
+from ..outputs.markups import Landmark
+from .deid import acquisition_summary, read_dicom_identifiers, scrub_report, secret_strings
+from .layout import CASE_FILE, IMAGE_FILE, ORIGINAL_DIR
+from .ledger import utc_now
+from .safety import atomic_write_text, sha256_of
+
+SEGMENT_OUTPUT = "'iacseg segment CT -o OUT'"
+
+
+@dataclass
+class ImageInput:
+    """The CT to store (HU on its grid), what it was read from, and its DICOM identifiers (never stored unless
+    asked: only to hash the PatientID)."""
+
+    volume: CTVolume
+    source_kind: str
+    identifiers: dict[str, str] = field(default_factory=dict)
+    secrets: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EngineOutput:
+    """The engine's results for one CT: label map 0..8 ``[k, j, i]`` on ``grid``, six landmarks (LPS mm), report."""
+
+    labels: np.ndarray
+    grid: Grid
+    landmarks: dict[str, Landmark]
+    report: dict[str, Any]
+
+
+def load_image(image: str | Path | CTVolume) -> ImageInput:
+    """A CT path (DICOM folder/file, NIfTI, NRRD, MHA) or an in-memory `CTVolume` (e.g. from Slicer)."""
+    if isinstance(image, CTVolume):
+        return ImageInput(image, str(image.metadata.get("source_format") or "volume"))
+    from ..io import read_ct
+
+    path = Path(image)
+    volume = read_ct(path)
+    kind = str(volume.metadata.get("source_format") or "image")
+    identifiers = read_dicom_identifiers(path, volume.metadata.get("series_uid")) if kind == "dicom" else {}
+    # file names alone ("dicom", "ct.nii.gz") are too generic to cut out; whole paths are removed anyway
+    return ImageInput(volume, kind, identifiers, secret_strings(identifiers, [str(path.absolute())]))
+
+
+def read_engine_output(folder: str | Path) -> EngineOutput:
+    """Read ``calcifications.nii.gz``, ``landmarks.mrk.json`` and ``report.json`` of an engine output folder.
+
+    Landmarks keep the report's slice index and confidence where it has them. `InputError` when a file is
+    missing, unreadable, or the label map holds values other than 0..8.
+    """
+    from ..outputs.markups import read_landmarks
+    from ..relabel import read_label_map
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"engine output folder {folder} does not exist; give the folder written by {SEGMENT_OUTPUT}")
+    for name in (LABELS_FILE, LANDMARKS_FILE, REPORT_JSON):
+        if not (folder / name).is_file():
+            raise InputError(f"{folder} has no {name}; give the folder written by {SEGMENT_OUTPUT}")
+    labels, grid = read_label_map(folder / LABELS_FILE)
+    if labels.size and int(labels.max()) > max(SEGMENTS):
+        raise InputError(f"{folder / LABELS_FILE} holds values above {max(SEGMENTS)}; it is not an IACSeg label map")
+    landmarks = read_landmarks(folder / LANDMARKS_FILE)
+    try:
+        report = json.loads((folder / REPORT_JSON).read_text())
+        if not isinstance(report, dict):
+            raise ValueError
+    except ValueError:
+        raise InputError(f"{folder / REPORT_JSON} is not a JSON report; give the folder written by "
+                         f"{SEGMENT_OUTPUT}") from None
+    for name, lm in landmarks.items():
+        info = (report.get("landmarks") or {}).get(name) or {}
+        if info.get("slice") is not None:
+            lm.slice = float(info["slice"])
+        if info.get("confidence") is not None:
+            lm.confidence = float(info["confidence"])
+    return EngineOutput(labels, grid, landmarks, report)
+
+
+def check_same_grid(image: ImageInput, engine: EngineOutput, folder: str | Path) -> None:
+    """`InputError` unless the engine's label map lies on the CT's grid (it was made from this CT)."""
+    if not image.volume.grid.same_geometry(engine.grid):
+        raise InputError(f"the label map in {folder} is not on this CT's grid (shape {engine.grid.shape} vs "
+                         f"{image.volume.grid.shape}); give the CT that {SEGMENT_OUTPUT} read")
+
+
+def report_models(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``[{"kind", "name", "version", "sha256"}, …]`` of the models named in an engine report."""
+    return [{k: m.get(k) for k in ("kind", "name", "version", "sha256")}
+            for m in report.get("models") or [] if isinstance(m, Mapping)]
+
+
+def case_document(case_id: str, subject: str, image: ImageInput, engine: EngineOutput,
+                  keep_identifiers: bool) -> dict[str, Any]:
+    """The content of ``case.json`` (written once): grid, de-identified acquisition, models, engine version,
+    source kind, and the DICOM identifiers only when ``keep_identifiers``."""
+    versions = engine.report.get("versions") or {}
+    doc: dict[str, Any] = {
+        "case_id": case_id, "subject": subject, "created": utc_now(), "grid": image.volume.grid.to_dict(),
+        "acquisition": acquisition_summary(image.volume.metadata, image.secrets),
+        "models": report_models(engine.report),
+        "engine_version": str(versions.get("iacseg") or __version__),
+        "source_kind": image.source_kind,
+    }
+    if keep_identifiers:
+        doc["identifiers"] = dict(image.identifiers)
+    return doc
+
+
+def fill_case_folder(folder: Path, doc: Mapping[str, Any], image: ImageInput, engine: EngineOutput) -> dict[str, str]:
+    """Write ``image.nii.gz`` (HU int16), ``original/{calcifications.nii.gz, landmarks.mrk.json, report.json}``
+    and ``case.json`` into ``folder``; returns ``{path relative to folder: sha256}``."""
+    from ..io.writers import write_image
+    from ..outputs.markups import write_landmarks
+    from ..outputs.report import report_json_text
+
+    hu = np.clip(np.rint(image.volume.hu), -32768, 32767).astype(np.int16)
+    write_image(folder / IMAGE_FILE, hu, image.volume.grid)
+    original = folder / ORIGINAL_DIR
+    original.mkdir()
+    write_image(original / LABELS_FILE, engine.labels.astype(np.uint8), image.volume.grid)
+    named = [engine.landmarks[n] for n in LANDMARKS]
+    write_landmarks(original / LANDMARKS_FILE, named, description="IACSeg landmarks (engine output)")
+    atomic_write_text(original / REPORT_JSON, report_json_text(scrub_report(engine.report, image.secrets)))
+    atomic_write_text(folder / CASE_FILE, json.dumps(doc, indent=2) + "\n")
+    names = [IMAGE_FILE, f"{ORIGINAL_DIR}/{LABELS_FILE}", f"{ORIGINAL_DIR}/{LANDMARKS_FILE}",
+             f"{ORIGINAL_DIR}/{REPORT_JSON}", CASE_FILE]
+    return {name: sha256_of(folder / name) for name in names}

@@ -34,6 +34,7 @@ class SegmentOptions:
     overwrite: bool = False
     overview_png: bool = False
     risk_cutpoints_mm3: list[float] | None = None
+    keep_probability: bool = False  # put the probability map on vol.grid in info["probability"] (calibration)
 
 
 @dataclass
@@ -124,6 +125,7 @@ def segment_volume(vol: CTVolume, options: SegmentOptions, progress: Progress = 
     watch.lap("segment")
 
     progress("mapping", 0.0, "labelling ICA segments")
+    prob_ct = prob
     if axial.grid.same_geometry(vol.grid):
         # the probability is 0 outside the ICA region, so only that box can hold calcium
         mask = np.zeros(vol.hu.shape, dtype=bool)
@@ -149,6 +151,8 @@ def segment_volume(vol: CTVolume, options: SegmentOptions, progress: Progress = 
         "device": str(device),
         "warnings": warnings,
     }
+    if options.keep_probability:  # float32 [k, j, i] on vol.grid, 0 outside the ICA region
+        info["probability"] = prob_ct
     return labels, landmarks, plane, info
 
 

@@ -32,13 +32,31 @@ def cmd_phantom(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..errors import InputError
     from ..evaluate import evaluate_folders, format_summary
 
+    if args.bootstrap < 1:
+        raise InputError(f"--bootstrap must be at least 1 resample, not {args.bootstrap}")
+    cut = None
+    if args.risk_cutpoints:
+        try:
+            cut = sorted(float(v) for v in args.risk_cutpoints.split(","))
+        except ValueError:
+            raise InputError(f"--risk-cutpoints must be numbers separated by commas, "
+                             f"not {args.risk_cutpoints!r}") from None
+        from ..measure.risk import risk_group
+
+        risk_group(0.0, cut)  # refuses a wrong number of cut points before any case is read
     progress, close = make_progress(args.progress, desc="evaluate ")
     try:
-        result = evaluate_folders(Path(args.pred), Path(args.truth), progress=progress)
+        result = evaluate_folders(Path(args.pred), Path(args.truth), progress=progress, n_resamples=args.bootstrap,
+                                  seed=args.seed, risk_cutpoints_mm3=cut)
     finally:
         close()
+    if args.plots:
+        from ..evaluate.plots import evaluation_plots
+
+        result["plots"] = evaluation_plots(Path(args.plots), result)
     if args.output:
         from ..outputs.atomic import write_text_atomic
 
@@ -66,5 +84,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pred", required=True, help="folder of prediction case folders (or one case folder)")
     p.add_argument("--truth", required=True, help="folder of truth case folders (or one case folder)")
     p.add_argument("-o", "--output", default=None, help="write all metrics as JSON here")
+    p.add_argument("--plots", default=None, help="folder for bland_altman.png and segment_volumes.png")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95 %% intervals")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
+    p.add_argument("--risk-cutpoints", default=None,
+                   help="risk groups from the engine's cut points in mm³ (e.g. 30,100) instead of quartiles of "
+                        "the true volumes")
     p.add_argument("--progress", choices=PROGRESS_MODES, default="none")
     p.set_defaults(func=cmd_evaluate)

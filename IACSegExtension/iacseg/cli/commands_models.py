@@ -44,9 +44,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         print("no models found (search path: $IACSEG_MODEL_PATH, $IACSEG_HOME/models (~/.iacseg/models), "
               "Resources/Models)")
         return 0
-    print(f"{'name':24s} {'kind':10s} {'version':8s} {'sha256':12s} path")
+    print(f"{'name':24s} {'kind':12s} {'version':8s} {'sha256':12s} path")
     for m in models:
-        print(f"{m.get('name', '?'):24s} {m.get('kind', '?'):10s} {str(m.get('version', '?')):8s} "
+        print(f"{m.get('name', '?'):24s} {m.get('kind', '?'):12s} {str(m.get('version', '?')):8s} "
               f"{str(m.get('sha256', ''))[:12]:12s} {m.get('path', '')}" + ("  [default]" if m["default"] else ""))
     return 0
 
@@ -133,9 +133,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         hp["init"] = resolve_model(args.init, args.what)
         kind = read_config(hp["init"]).get("kind")
-        if kind != args.what:
+        if kind != args.what and not (args.what == "segmenter" and kind == "desd-encoder"):
             raise InputError(f"--init {args.init} is a {kind} model; fine-tuning the {args.what} needs a "
-                             f"{args.what} model")
+                             f"{args.what} model" + (" or a desd-encoder" if args.what == "segmenter" else ""))
     progress, close = make_progress(args.progress if main_rank else "none", desc=f"train {args.what} ")
     try:
         if args.what == "segmenter":
@@ -175,7 +175,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--phantom-slice-mm", type=float, default=None, help="phantom slice thickness (mm; default random)")
     p.add_argument("--phantom-matrix", type=int, default=None, help="phantom in-plane matrix (pixels; default 512)")
     p.add_argument("-o", "--output", required=True, help="new model folder")
-    p.add_argument("--init", default=None, help="fine-tune from this model (folder or name) of the same kind")
+    p.add_argument("--init", default=None, help="fine-tune from this model (folder or name) of the same kind; "
+                   "segmenter: also a desd-encoder folder (its encoder weights, a fresh decoder)")
     p.add_argument("--name", default=None, help="name of the new model (fine-tune: the parent's)")
     p.add_argument("--version", default=None,
                    help="version of the new model (fresh: 1.0; fine-tune: the parent's last number + 1)")

@@ -19,6 +19,12 @@ def _register_all(sub: argparse._SubParsersAction) -> None:
 
     for module in (commands_segment, commands_data, commands_models, commands_store):
         module.register(sub)
+    from . import commands_calibrate
+
+    commands_calibrate.register(sub)
+    from . import commands_pretrain
+
+    commands_pretrain.register(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:

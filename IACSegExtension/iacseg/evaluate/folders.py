@@ -18,6 +18,8 @@ import numpy as np
 from ..contracts import LABELS_FILE, LANDMARKS_FILE, REPORT_JSON, SEGMENTS, TRUTH_LABELS_FILE, TRUTH_LANDMARKS_FILE
 from ..errors import IACSegError, InputError
 from ..progress import Progress, no_progress
+from .bootstrap import bland_altman, metric_intervals
+from .breakdown import by_lesion_size, by_slice_thickness, lesion_detection, risk_group_accuracy
 from .metrics import case_metrics, landmark_errors
 
 
@@ -95,8 +97,11 @@ def evaluate_case(pred_case: Path, truth_case: Path) -> dict[str, Any]:
     pred_on_truth, resampled = _onto(pred_img, truth_img)
     truth = sitk.GetArrayFromImage(truth_img)
     pred = sitk.GetArrayFromImage(pred_on_truth)
+    voxel_mm3 = float(np.prod(truth_img.GetSpacing()))
     result: dict[str, Any] = {"status": "ok", "resampled": resampled, "report_volumes_match": report_ok,
-                              **case_metrics(pred, truth, float(np.prod(truth_img.GetSpacing())))}
+                              **case_metrics(pred, truth, voxel_mm3),
+                              "slice_spacing_mm": float(truth_img.GetSpacing()[2]),  # the CT grid's k spacing
+                              "lesions_by_size": lesion_detection(pred, truth, voxel_mm3)}
     truth_lm_path, pred_lm_path = truth_case / TRUTH_LANDMARKS_FILE, pred_case / LANDMARKS_FILE
     if truth_lm_path.is_file() and pred_lm_path.is_file():
         truth_z = landmark_heights(read_landmarks(truth_lm_path))
@@ -113,8 +118,12 @@ def _mean(values: list[Any]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def summarise(cases: list[dict[str, Any]]) -> dict[str, Any]:
-    """Means over the cases that were evaluated (failed cases are counted, not averaged)."""
+def summarise(cases: list[dict[str, Any]], n_resamples: int = 1000, seed: int = 0,
+              risk_cutpoints_mm3: list[float] | None = None) -> dict[str, Any]:
+    """Means over the cases that were evaluated (failed cases are counted, not averaged), their 95 % bootstrap
+    intervals (``n_resamples`` over cases, ``seed``), Bland–Altman limits of the total volume, breakdowns by
+    slice thickness and lesion size, and risk-group accuracy (quartiles, or the engine's groups with
+    ``risk_cutpoints_mm3``; see `iacseg.evaluate.breakdown`)."""
     ok = [c for c in cases if c.get("status") == "ok"]
     lms = [c["landmarks"] for c in ok if c.get("landmarks")]
     per_landmark = [v for lm in lms for v in lm["landmarks"].values()]
@@ -133,15 +142,33 @@ def summarise(cases: list[dict[str, Any]]) -> dict[str, Any]:
         "landmark_mean_error_slices": _mean([v["abs_error_slices"] for v in per_landmark]),
         "landmark_within_1_slice": _mean([v["abs_error_slices"] <= 1.0 + 1e-9 for v in per_landmark]),
         "report_volumes_match": bool(ok) and all(f is True for f in flags),
+        **_statistics(ok, n_resamples, seed, risk_cutpoints_mm3),
     }
 
 
-def evaluate_folders(pred_dir: Path, truth_dir: Path, progress: Progress = no_progress) -> dict[str, Any]:
+def _statistics(ok: list[dict[str, Any]], n_resamples: int, seed: int,
+                risk_cutpoints_mm3: list[float] | None) -> dict[str, Any]:
+    """The interval and breakdown entries of `summarise` (evaluated cases only)."""
+    pred = [float(c["pred_volume_mm3"]) for c in ok]
+    truth = [float(c["truth_volume_mm3"]) for c in ok]
+    ba = bland_altman(pred, truth)
+    return {
+        "confidence_intervals": metric_intervals(ok, n_resamples=n_resamples, seed=seed),
+        "bland_altman_mm3": {k: ba[k] for k in ("n", "mean_difference", "sd_difference", "lower_limit",
+                                                "upper_limit")},
+        "by_slice_thickness": by_slice_thickness(ok),
+        "by_lesion_size": by_lesion_size(ok),
+        "risk_groups": risk_group_accuracy(pred, truth, risk_cutpoints_mm3),
+    }
+
+
+def evaluate_folders(pred_dir: Path, truth_dir: Path, progress: Progress = no_progress, n_resamples: int = 1000,
+                     seed: int = 0, risk_cutpoints_mm3: list[float] | None = None) -> dict[str, Any]:
     """Evaluate every truth case in ``truth_dir`` against its prediction in ``pred_dir``.
 
     Returns ``{"cases": [{"case", "status", dice, precision, recall, volumes, label_accuracy, landmarks,
-    report_volumes_match, …}], "summary": {...}}``. Raises `InputError` when a folder is missing or holds no
-    truth case.
+    report_volumes_match, slice_spacing_mm, lesions_by_size, …}], "summary": {...}}`` (summary: see
+    `summarise`). Raises `InputError` when a folder is missing or holds no truth case.
     """
     pred_dir, truth_dir = Path(pred_dir), Path(truth_dir)
     for folder, what in ((pred_dir, "prediction"), (truth_dir, "truth")):
@@ -167,7 +194,8 @@ def evaluate_folders(pred_dir: Path, truth_dir: Path, progress: Progress = no_pr
                 record.update(status="failed", error=str(exc))
         cases.append(record)
     progress("evaluate", 1.0, f"{len(cases)} cases")
-    return {"cases": cases, "summary": summarise(cases)}
+    return {"cases": cases, "summary": summarise(cases, n_resamples=n_resamples, seed=seed,
+                                                 risk_cutpoints_mm3=risk_cutpoints_mm3)}
 
 
 def format_summary(result: dict[str, Any]) -> str:
@@ -195,4 +223,42 @@ def format_summary(result: dict[str, Any]) -> str:
                  f"{f(s['landmark_mean_error_slices'], '{:.2f}')} slices; within 1 slice "
                  f"{f(s['landmark_within_1_slice'])}")
     lines.append(f"report volumes equal label-map volumes: {s['report_volumes_match']}")
+    lines.extend(_format_statistics(s, f))
     return "\n".join(lines)
+
+
+def _format_statistics(s: dict[str, Any], f: Any) -> list[str]:
+    """Summary lines for the intervals, Bland–Altman limits, breakdowns and risk groups (absent keys: none)."""
+    lines: list[str] = []
+    ci = s.get("confidence_intervals") or {}
+    if ci:
+        first = next(iter(ci.values()))
+        lines.append(f"{100 * first['confidence']:.0f} % bootstrap intervals ({first['n_resamples']} resamples "
+                     f"over {first['n']} cases, seed {first['seed']}):")
+        for name, r in ci.items():
+            fmt = "{:.3f}" if "mm3" not in name else "{:.2f}"
+            lines.append(f"  {name:26s} {f(r['estimate'], fmt):>9s} [{f(r['ci_low'], fmt)}; {f(r['ci_high'], fmt)}]")
+    ba = s.get("bland_altman_mm3")
+    if ba:
+        lines.append(f"Bland–Altman total volume: mean difference {f(ba['mean_difference'], '{:.2f}')} mm³, "
+                     f"95 % limits of agreement [{f(ba['lower_limit'], '{:.2f}')}; {f(ba['upper_limit'], '{:.2f}')}]")
+    if s.get("by_slice_thickness"):
+        lines.append("by slice thickness:")
+        for name, r in s["by_slice_thickness"].items():
+            lines.append(f"  {name:9s} n={r['n_cases']:<3d} Dice {f(r['mean_dice'])}, precision "
+                         f"{f(r['mean_precision'])}, recall {f(r['mean_recall'])}, |ΔV| "
+                         f"{f(r['mean_abs_volume_difference_mm3'], '{:.2f}')} mm³")
+    if s.get("by_lesion_size"):
+        lines.append("by truth-lesion size (26-connected):")
+        for name, r in s["by_lesion_size"].items():
+            lines.append(f"  {name:9s} {r['n_detected']}/{r['n_lesions']} detected (rate {f(r['detection_rate'])}), "
+                         f"voxel recall {f(r['voxel_recall'])}")
+    rg = s.get("risk_groups")
+    if rg and rg.get("n_cases"):
+        cuts = rg["cutpoints_mm3"]
+        cuts = (", ".join(f"{k} {'>' if v == 0 else '≥'} {v:g}" for k, v in cuts.items() if k != "none")
+                if isinstance(cuts, dict)
+                else ", ".join(f"{v:.1f}" for v in cuts))
+        lines.append(f"risk group accuracy {f(rg['accuracy'])} ({rg['n_correct']}/{rg['n_cases']}; {rg['method']}, "
+                     f"cut points {cuts} mm³)")
+    return lines

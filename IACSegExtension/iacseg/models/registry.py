@@ -1,8 +1,8 @@
 """Model folders: ``model.safetensors`` + ``config.json`` + ``MODEL_CARD.md``; safetensors only, never pickle.
 
-``config.json`` holds ``name``, ``version``, ``kind`` ("segmenter" | "landmarks"), ``architecture``
-(``{"name": ..., "params": {...}}``), the input preparation (intensity windows, patch size, field of view…),
-``threshold``, training data description and hash, metrics, ``created`` and a ``disclaimer``.
+``config.json`` holds ``name``, ``version``, ``kind`` ("segmenter" | "landmarks" | a `PRETRAINED_KINDS` encoder),
+``architecture`` (``{"name": ..., "params": {...}}``), the input preparation (intensity windows, patch size,
+field of view…), ``threshold``, training data description and hash, metrics, ``created`` and a ``disclaimer``.
 
 Search path for model names (first match wins): ``$IACSEG_MODEL_PATH`` (os.pathsep-separated folders),
 ``$IACSEG_HOME/models`` (default ``~/.iacseg/models``), then the repository's ``Resources/Models``.
@@ -28,6 +28,9 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 CARD_FILE = "MODEL_CARD.md"
 KINDS = ("segmenter", "landmarks")
+#: Kinds of pre-trained encoders: saved, listed and loadable, but never a default nor run by ``iacseg segment``
+#: (their weights initialise a segmenter: ``iacseg train segmenter --init``).
+PRETRAINED_KINDS = ("desd-encoder", "mae")
 DEFAULT_MODELS = {"segmenter": "unet-demo", "landmarks": "dst-demo"}
 DISCLAIMER = "synthetic data — not for clinical use"
 _PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl")
@@ -35,9 +38,11 @@ _PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl")
 
 def _architectures() -> dict[str, Callable[[dict[str, Any]], nn.Module]]:
     from .dst import build_dst
-    from .unet import build_unet
+    from .unet import build_unet, build_unet_encoder
+    from .vit.mae import build_mae
 
-    return {"ResEncUNet": build_unet, "DepthSequenceTransformer": build_dst}
+    return {"ResEncUNet": build_unet, "DepthSequenceTransformer": build_dst, "ResEncUNetEncoder": build_unet_encoder,
+            "MAE3D": build_mae}
 
 
 def sha256_file(path: str | Path) -> str:
@@ -140,8 +145,8 @@ def save_model(model_dir: str | Path, module: nn.Module, config: dict[str, Any],
     Missing ``created``/``disclaimer``/``threshold`` entries are filled in. Returns the folder path."""
     from safetensors.torch import save_file
 
-    if config.get("kind") not in KINDS:
-        raise ValueError(f"config['kind'] must be one of {KINDS}")
+    if config.get("kind") not in KINDS + PRETRAINED_KINDS:
+        raise ValueError(f"config['kind'] must be one of {KINDS + PRETRAINED_KINDS}")
     if "architecture" not in config:
         raise ValueError("config needs an 'architecture' entry")
     config = dict(config)

@@ -87,18 +87,16 @@ class ResEncUNet(nn.Module):
     @property
     def divisor(self) -> tuple[int, int, int]:
         """Input sizes (k, j, i) must be multiples of these (product of the strides)."""
-        d = [1, 1, 1]
-        for st in self.strides:
-            d = [a * b for a, b in zip(d, st)]
-        return (d[0], d[1], d[2])
+        return stride_product(self.strides)
+
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The encoder's stage outputs for ``[N, C, D, H, W]``: one ``[N, features[s], …]`` map per stage, finest
+        first (the decoder's skips; the last is the bottleneck)."""
+        return encode_stages(self.stem, self.encoder, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         """``[N, C, D, H, W]`` → logits ``[N, 1, D, H, W]`` (list of coarser ones too with deep supervision)."""
-        skips = []
-        h = self.stem(x)
-        for stage in self.encoder:
-            h = stage(h)
-            skips.append(h)
+        skips = self.encode(x)
         outs = []
         h = skips[-1]
         for n, (up, dec, head) in enumerate(zip(self.upsample, self.decoder, self.heads)):
@@ -108,6 +106,57 @@ class ResEncUNet(nn.Module):
         if self.deep_supervision and self.training:
             return outs[::-1]
         return self.heads[-1](h)
+
+
+def stride_product(strides: Sequence[Sequence[int]]) -> tuple[int, int, int]:
+    """Product of the stage strides along (k, j, i): the divisor of valid input sizes."""
+    d = [1, 1, 1]
+    for st in strides:
+        d = [a * int(b) for a, b in zip(d, st)]
+    return (d[0], d[1], d[2])
+
+
+def encode_stages(stem: nn.Module, stages: nn.ModuleList, x: torch.Tensor) -> list[torch.Tensor]:
+    """Run the stem, then each encoder stage in turn; every stage's output, finest first."""
+    feats = []
+    h = stem(x)
+    for stage in stages:
+        h = stage(h)
+        feats.append(h)
+    return feats
+
+
+class ResEncEncoder(nn.Module):
+    """The encoder of a `ResEncUNet` alone (stem + stages; no decoder), for self-supervised pre-training.
+
+    Built from the same parameters as the U-Net, its state-dict keys (``stem.*``, ``encoder.*``) are exactly the
+    U-Net's encoder keys, so its weights load into a `ResEncUNet` of that configuration (see
+    `iacseg.train.pretrain_desd.load_encoder_weights`). ``forward`` returns every stage's output, finest first.
+    ``deep_supervision`` is accepted (and ignored) so a U-Net's stored parameters build it unchanged.
+    """
+
+    def __init__(self, in_channels: int = 2, features: Sequence[int] = (8, 16, 32, 64),
+                 strides: Sequence[Sequence[int]] = ((1, 1, 1), (1, 2, 2), (2, 2, 2), (2, 2, 2)),
+                 blocks: Sequence[int] = (1, 1, 2, 2), deep_supervision: bool = False) -> None:
+        super().__init__()
+        full = ResEncUNet(in_channels, features, strides, blocks)  # one construction path for both modules
+        self.stem, self.encoder = full.stem, full.encoder
+        self.strides = full.strides
+        self.config = {k: v for k, v in full.config.items() if k != "deep_supervision"}
+
+    @property
+    def divisor(self) -> tuple[int, int, int]:
+        """Input sizes (k, j, i) must be multiples of these (product of the strides)."""
+        return stride_product(self.strides)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]
+        """``[N, C, D, H, W]`` → the stage outputs ``[N, features[s], …]``, finest first."""
+        return encode_stages(self.stem, self.encoder, x)
+
+
+def build_unet_encoder(params: dict[str, Any]) -> ResEncEncoder:
+    """A `ResEncEncoder` from U-Net parameters (``config.json["architecture"]["params"]`` of a desd-encoder)."""
+    return ResEncEncoder(**params)
 
 
 def build_unet(params: dict[str, Any]) -> ResEncUNet:

@@ -233,8 +233,10 @@ def train_segmenter(data: Any, out_dir: str | Path, *, epochs: int = 60, steps_p
     ``data``: see `iacseg.train.data`. ``patch`` (k, j, i voxels) is also the inference window. ``val_data``:
     the validation cases (same kinds of source); when given, all of ``data`` trains and no random split is made
     (its ROIs are not jittered, as at inference). ``init``: a segmenter model folder to fine-tune (its
-    architecture and weights). ``name``/``version`` of the new model default to "unet-demo" "1.0", or for a
-    fine-tune to the parent's name and its version's last number + 1. Other keys of `SEGMENTER_DEFAULTS`
+    architecture and weights), or a ``desd-encoder`` folder (`iacseg.train.pretrain_desd`: its architecture, its
+    intensity windows and encoder weights; the decoder starts fresh and the new model counts as a fresh one).
+    ``name``/``version`` of the new model default to "unet-demo" "1.0", or for a fine-tune to the parent's name
+    and its version's last number + 1. Other keys of `SEGMENTER_DEFAULTS`
     (features, blocks, strides, deep_supervision, weight_decay, fg_fraction, bone_fraction, roi_jitter_mm) may
     be given. Under ``torchrun`` the ranks train one model with DDP (`iacseg.train.distributed`; effective
     batch = ``batch`` × world size); rank 0 validates and saves. Returns the model folder path (on every rank)."""
@@ -272,18 +274,27 @@ def _fit(ctx: DistContext, data: Any, out_dir: Path, cfg: dict[str, Any], progre
         arch = parent["architecture"]["params"]
         cfg.update(features=tuple(arch["features"]), strides=tuple(map(tuple, arch["strides"])),
                    blocks=tuple(arch["blocks"]))
-    cfg["name"], cfg["version"] = model_identity(cfg, parent, name, version)
+    from_encoder = parent is not None and parent.get("kind") == "desd-encoder"  # pre-trained encoder, no decoder
+    if from_encoder:  # the encoder learnt on these intensity windows; the new segmenter is a fresh model (1.0)
+        input_cfg["windows_hu"] = parent["input"]["windows_hu"]  # type: ignore[index]
+    cfg["name"], cfg["version"] = model_identity(cfg, None if from_encoder else parent, name, version)
     net = ResEncUNet(len(input_cfg["windows_hu"]), cfg["features"], cfg["strides"], cfg["blocks"],
                      deep_supervision=cfg["deep_supervision"]).to(dev)
     if init_dir:
         from ..models.registry import load_state, sha256_file
 
         try:
-            net.load_state_dict(load_state(init_dir))
+            if from_encoder:
+                from .pretrain_desd import load_encoder_weights
+
+                load_encoder_weights(net, init_dir)  # strict on stem.* / encoder.*; the decoder stays fresh
+            else:
+                net.load_state_dict(load_state(init_dir))
         except RuntimeError:
             raise InputError(f"the weights in {init_dir} do not match its ResEncUNet configuration; "
                              "fine-tune from a segmenter model folder made by iacseg train") from None
         cfg["parent"] = {"name": parent.get("name"), "version": parent.get("version"),  # type: ignore[union-attr]
+                         "kind": parent.get("kind"),  # type: ignore[union-attr]
                          "sha256": sha256_file(Path(init_dir) / "model.safetensors")}
     if ctx.enabled:  # each rank samples its own patches; DDP starts every rank from rank 0's weights
         rng = np.random.default_rng(seed + ctx.rank)

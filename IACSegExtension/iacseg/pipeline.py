@@ -26,7 +26,7 @@ from .progress import Progress, no_progress
 class SegmentOptions:
     """Options of `segment_case` (the CLI's flags)."""
 
-    segmenter: str | Path | None = None  # model folder or name; None → the default demo model
+    segmenter: str | Path | None = None  # model folder or name, or "nnunet:PATH[,…]"; None → the default model
     landmark_model: str | Path | None = None
     device: str = "auto"
     threshold: str | float = "auto"  # "auto" → the model's calibrated threshold
@@ -96,15 +96,18 @@ def segment_volume(vol: CTVolume, options: SegmentOptions, progress: Progress = 
     timings, model descriptions, the threshold used and warnings.
     """
     from .mapping import segment_labels
-    from .models import CalcificationSegmenter, LandmarkLocaliser, calcium_mask, resolve_model
+    from .models import (CalcificationSegmenter, LandmarkLocaliser, NnUNetSegmenter, calcium_mask, is_nnunet_spec,
+                         resolve_model)
     from .preprocess import ica_region, midsagittal_plane, resolve_device, to_axial_lps
 
     threshold = parse_threshold(options.threshold)
     watch = _Stopwatch()
     device = resolve_device(options.device)
-    seg_dir = resolve_model(options.segmenter, "segmenter")
     lm_dir = resolve_model(options.landmark_model, "landmarks")
-    segmenter = CalcificationSegmenter.load(seg_dir, device=device)
+    if is_nnunet_spec(options.segmenter):  # a user's nnU-Net v2 model folder (optional extra [nnunet])
+        segmenter: Any = NnUNetSegmenter.from_spec(str(options.segmenter), device=device)
+    else:
+        segmenter = CalcificationSegmenter.load(resolve_model(options.segmenter, "segmenter"), device=device)
     localiser = LandmarkLocaliser.load(lm_dir, device=device)
     watch.lap("load_models")
 

@@ -82,10 +82,21 @@ def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
                          "training case once")
     if args.patch is not None and min(args.patch) < 1:
         raise InputError("--patch needs three positive voxel counts K J I (slices, rows, columns)")
+    network = {"arch": args.arch, "decoder": args.decoder, "vit_config": args.vit_config, "vit_patch": args.vit_patch}
+    if args.what == "landmarks" and any(v is not None for v in network.values()):
+        raise InputError("--arch, --decoder, --vit-config and --vit-patch are segmenter options; leave them out "
+                         "for the landmarks model")
     hp = {"epochs": args.epochs, "device": args.device, "seed": args.seed, "batch": args.batch, "lr": args.lr,
           "steps_per_epoch": args.steps_per_epoch, "patch": tuple(args.patch) if args.patch else None,
-          "name": args.name, "version": args.version}
+          "name": args.name, "version": args.version, **network}
     return {k: v for k, v in hp.items() if v is not None}
+
+
+def _check_segmenter_network(hp: dict[str, Any], init_dir: Path | None) -> None:
+    """Refuse an --arch / --decoder / --vit-* / --init combination before any data is read (exit 2, one line)."""
+    from ..train.networks import check_request, read_parent
+
+    check_request(hp.get("arch"), hp, read_parent(init_dir))
 
 
 def _training_data(args: argparse.Namespace) -> tuple[Any, dict[str, Any] | None]:
@@ -133,9 +144,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         hp["init"] = resolve_model(args.init, args.what)
         kind = read_config(hp["init"]).get("kind")
-        if kind != args.what and not (args.what == "segmenter" and kind == "desd-encoder"):
+        if kind != args.what and not (args.what == "segmenter" and kind in ("desd-encoder", "mae")):
             raise InputError(f"--init {args.init} is a {kind} model; fine-tuning the {args.what} needs a "
-                             f"{args.what} model" + (" or a desd-encoder" if args.what == "segmenter" else ""))
+                             f"{args.what} model" + (", a desd-encoder or an mae" if args.what == "segmenter" else ""))
+    if args.what == "segmenter":
+        _check_segmenter_network(hp, hp.get("init"))
     progress, close = make_progress(args.progress if main_rank else "none", desc=f"train {args.what} ")
     try:
         if args.what == "segmenter":
@@ -176,7 +189,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--phantom-matrix", type=int, default=None, help="phantom in-plane matrix (pixels; default 512)")
     p.add_argument("-o", "--output", required=True, help="new model folder")
     p.add_argument("--init", default=None, help="fine-tune from this model (folder or name) of the same kind; "
-                   "segmenter: also a desd-encoder folder (its encoder weights, a fresh decoder)")
+                   "segmenter: also a desd-encoder folder (resenc-unet: its encoder weights, a fresh decoder) or "
+                   "an mae folder (vit: its encoder weights and patch; grcsf: the MAE of its residual maps)")
+    p.add_argument("--arch", choices=("resenc-unet", "vit", "grcsf"), default=None,
+                   help="segmenter network (default resenc-unet, or the --init model's)")
+    p.add_argument("--decoder", choices=("unetr", "sfpn", "upscale-transposed", "upscale-nearest", "mae"),
+                   default=None, help="--arch vit: segmentation decoder (default unetr)")
+    p.add_argument("--vit-config", choices=("tiny", "S", "M", "L"), default=None,
+                   help="--arch vit without an MAE: ViTiac encoder size (default S)")
+    p.add_argument("--vit-patch", type=int, choices=(4, 8, 16), default=None,
+                   help="--arch vit without an MAE: cube edge of a token in voxels (default 8)")
     p.add_argument("--name", default=None, help="name of the new model (fine-tune: the parent's)")
     p.add_argument("--version", default=None,
                    help="version of the new model (fresh: 1.0; fine-tune: the parent's last number + 1)")

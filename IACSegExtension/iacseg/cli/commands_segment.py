@@ -11,7 +11,9 @@ from .progress_view import PROGRESS_MODES, make_progress
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help="segmenter: model folder or name (default: the bundled demo model)")
+    p.add_argument("--model", default=None,
+                   help="segmenter: model folder or name, or nnunet:PATH[,fold=0][,label=N] for a trained "
+                        "nnU-Net v2 model (needs iacseg[nnunet]) (default: the bundled demo model)")
     p.add_argument("--landmark-model", default=None, help="landmark model folder or name (default: bundled DST)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--threshold", default="auto", help="probability threshold, or 'auto' for the model's calibrated one")

@@ -25,6 +25,9 @@ def _register_all(sub: argparse._SubParsersAction) -> None:
     from . import commands_pretrain
 
     commands_pretrain.register(sub)
+    from . import commands_nnunet
+
+    commands_nnunet.register(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,11 +38,14 @@ _PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl")
 
 def _architectures() -> dict[str, Callable[[dict[str, Any]], nn.Module]]:
     from .dst import build_dst
+    from .grcsf import build_grcsf
     from .unet import build_unet, build_unet_encoder
     from .vit.mae import build_mae
+    from .vit.segmenter_net import build_vit_segmenter
 
     return {"ResEncUNet": build_unet, "DepthSequenceTransformer": build_dst, "ResEncUNetEncoder": build_unet_encoder,
-            "MAE3D": build_mae}
+            "MAE3D": build_mae, "ViTSegmenter": build_vit_segmenter,
+            "GRCSF": build_grcsf}
 
 
 def sha256_file(path: str | Path) -> str:

@@ -1,4 +1,5 @@
-"""Training the calcification segmenter (ResEnc U-Net) on ICA-region crops of the CTs' own grids.
+"""Training the calcification segmenter (ResEnc U-Net, 3D ViT or GRCSF: `iacseg.train.networks`) on ICA-region
+crops of the CTs' own grids.
 
 Each case is reduced once to an int16 HU crop around the ICA region (`iacseg.preprocess.ica_region` from the
 inference plane and the truth landmarks, randomly jittered by a few mm) plus its calcium mask. Patches are
@@ -11,7 +12,6 @@ calibrates the threshold to the smallest total volume difference (Jin et al.).
 from __future__ import annotations
 
 import copy
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +28,12 @@ from ..models.postprocess import calcium_mask
 from ..models.registry import save_model
 from ..models.segmenter import DEFAULT_SEGMENTER_INPUT, expand_box, segmenter_input
 from ..models.sliding import fit_window, sliding_window_proba
-from ..models.unet import ResEncUNet
 from .common import lr_at, model_card, model_identity, seed_everything, split_cases, training_record
 from .data import Case, case_plane, is_prepared, iter_cases
 from .distributed import (DistContext, all_reduce_mean, barrier, broadcast_flag, parameters_in_sync, wrap_model)
 from .distributed import start as start_distributed, stop as stop_distributed
+from .networks import (ARCHITECTURE_NAMES, build_segmenter_network, default_model_name, describe_network,
+                       parent_windows, read_parent)
 
 #: Recommended hyper-parameters for the demo segmenter (GPU: minutes; 2-core CPU: hours — see the report).
 SEGMENTER_DEFAULTS: dict[str, Any] = {
@@ -228,15 +229,18 @@ def train_segmenter(data: Any, out_dir: str | Path, *, epochs: int = 60, steps_p
                     progress: Progress = no_progress, phantom_options: dict[str, Any] | None = None,
                     val_data: Any = None, init: str | Path | None = None, name: str | None = None,
                     version: str | None = None, **hp: Any) -> Path:
-    """Train a `ResEncUNet` calcification segmenter and save it as a model folder at ``out_dir``.
+    """Train a calcification segmenter and save it as a model folder at ``out_dir``.
 
-    ``data``: see `iacseg.train.data`. ``patch`` (k, j, i voxels) is also the inference window. ``val_data``:
-    the validation cases (same kinds of source); when given, all of ``data`` trains and no random split is made
-    (its ROIs are not jittered, as at inference). ``init``: a segmenter model folder to fine-tune (its
-    architecture and weights), or a ``desd-encoder`` folder (`iacseg.train.pretrain_desd`: its architecture, its
-    intensity windows and encoder weights; the decoder starts fresh and the new model counts as a fresh one).
-    ``name``/``version`` of the new model default to "unet-demo" "1.0", or for a fine-tune to the parent's name
-    and its version's last number + 1. Other keys of `SEGMENTER_DEFAULTS`
+    ``data``: see `iacseg.train.data`. ``patch`` (k, j, i voxels) is also the inference window (a multiple of the
+    network's divisor). ``val_data``: the validation cases (same kinds of source); when given, all of ``data``
+    trains and no random split is made (its ROIs are not jittered, as at inference). The network: ``arch``
+    "resenc-unet" (default) | "vit" | "grcsf", with ``decoder``/``vit_config``/``vit_patch``/``decoder_channels``
+    for "vit" (`iacseg.train.networks`). ``init``: a segmenter model folder to fine-tune (its architecture and
+    weights), a ``desd-encoder`` folder (`iacseg.train.pretrain_desd`: its architecture, its intensity windows and
+    encoder weights; the decoder starts fresh and the new model counts as a fresh one), or an ``mae`` folder
+    (vit: its encoder weights, patch and windows; grcsf: the MAE of its residual maps). ``name``/``version`` of
+    the new model default to "unet-demo" (vit: "vit-S-p8-unetr" etc., grcsf: "grcsf") "1.0", or for a fine-tune
+    to the parent's name and its version's last number + 1. Other keys of `SEGMENTER_DEFAULTS`
     (features, blocks, strides, deep_supervision, weight_decay, fg_fraction, bone_fraction, roi_jitter_mm) may
     be given. Under ``torchrun`` the ranks train one model with DDP (`iacseg.train.distributed`; effective
     batch = ``batch`` × world size); rank 0 validates and saves. Returns the model folder path (on every rank)."""
@@ -268,34 +272,17 @@ def _fit(ctx: DistContext, data: Any, out_dir: Path, cfg: dict[str, Any], progre
         train_cases = cases
         val_cases = _prepare_cases(val_data, cfg["patch"], rng, 0.0, phantom_options, progress)
     input_cfg = {**DEFAULT_SEGMENTER_INPUT, "patch_size_kji": list(cfg["patch"])}
-    parent = None
-    if init_dir:  # fine-tune: the parent's architecture and weights
-        parent = json.loads((Path(init_dir) / "config.json").read_text())
-        arch = parent["architecture"]["params"]
-        cfg.update(features=tuple(arch["features"]), strides=tuple(map(tuple, arch["strides"])),
-                   blocks=tuple(arch["blocks"]))
-    from_encoder = parent is not None and parent.get("kind") == "desd-encoder"  # pre-trained encoder, no decoder
-    if from_encoder:  # the encoder learnt on these intensity windows; the new segmenter is a fresh model (1.0)
-        input_cfg["windows_hu"] = parent["input"]["windows_hu"]  # type: ignore[index]
-    cfg["name"], cfg["version"] = model_identity(cfg, None if from_encoder else parent, name, version)
-    net = ResEncUNet(len(input_cfg["windows_hu"]), cfg["features"], cfg["strides"], cfg["blocks"],
-                     deep_supervision=cfg["deep_supervision"]).to(dev)
-    if init_dir:
-        from ..models.registry import load_state, sha256_file
-
-        try:
-            if from_encoder:
-                from .pretrain_desd import load_encoder_weights
-
-                load_encoder_weights(net, init_dir)  # strict on stem.* / encoder.*; the decoder stays fresh
-            else:
-                net.load_state_dict(load_state(init_dir))
-        except RuntimeError:
-            raise InputError(f"the weights in {init_dir} do not match its ResEncUNet configuration; "
-                             "fine-tune from a segmenter model folder made by iacseg train") from None
-        cfg["parent"] = {"name": parent.get("name"), "version": parent.get("version"),  # type: ignore[union-attr]
-                         "kind": parent.get("kind"),  # type: ignore[union-attr]
-                         "sha256": sha256_file(Path(init_dir) / "model.safetensors")}
+    parent = read_parent(init_dir)
+    windows = parent_windows(parent)
+    if windows is not None:  # a pre-trained encoder learnt on its own intensity windows; the new model is fresh
+        input_cfg["windows_hu"] = windows
+    net, parent_record = build_segmenter_network(cfg.get("arch"), cfg, len(input_cfg["windows_hu"]), init_dir)
+    net = net.to(dev)
+    fine_tune = parent is not None and parent.get("kind") == "segmenter"
+    cfg["name"] = default_model_name(cfg["arch"], cfg) or cfg["name"]
+    cfg["name"], cfg["version"] = model_identity(cfg, parent if fine_tune else None, name, version)
+    if parent_record is not None:
+        cfg["parent"] = parent_record
     if ctx.enabled:  # each rank samples its own patches; DDP starts every rank from rank 0's weights
         rng = np.random.default_rng(seed + ctx.rank)
         torch.manual_seed(seed + ctx.rank)
@@ -353,26 +340,26 @@ def _fit(ctx: DistContext, data: Any, out_dir: Path, cfg: dict[str, Any], progre
         final_metrics = {**best[1], "train_loss_last_epoch": metrics.get("train_loss_last_epoch")}
         threshold = float(best[1]["threshold"])
     net.deep_supervision = False
-    arch_params = {**net.config, "deep_supervision": False}
+    arch_params = dict(net.config)
+    if "deep_supervision" in arch_params:  # saved for inference: one full-resolution output
+        arch_params["deep_supervision"] = False
     record = training_record(cfg, data, phantom_options, cases if val_data is None else cases + val_cases,
                              len(train_cases), len(val_cases), t0, dev)
     record.update(world_size=ctx.world_size, effective_batch=batch * ctx.world_size,
                   validation="given cases" if val_data is not None else "random split")
     config = {
         "name": cfg["name"], "version": cfg["version"], "kind": "segmenter",
-        "architecture": {"name": "ResEncUNet", "params": arch_params},
+        "architecture": {"name": ARCHITECTURE_NAMES[cfg["arch"]], "params": arch_params},
         "input": input_cfg, "threshold": threshold, "min_hu": CALCIUM_HU,
         "n_parameters": int(sum(p.numel() for p in net.parameters())),
         "metrics": final_metrics,
         "training": record,
     }
-    card = model_card("Calcification segmenter (ResEnc U-Net)", config,
+    title, method = describe_network(cfg["arch"], net)
+    card = model_card(title, config,
                       "Probability of intracranial ICA calcification per voxel inside the ICA region of an axial "
                       "non-contrast head CT; thresholded at the calibrated threshold, ≥ 130 HU, single voxels "
-                      "removed.",
-                      "nnU-Net-style residual-encoder 3D U-Net on the CT's own grid, Dice + BCE loss, patches "
-                      "oversampled on calcium and bone, threshold calibrated to the smallest volume difference on "
-                      "held-out cases (Jin et al.).")
+                      "removed.", method)
     path = save_model(out_dir, net.cpu(), config, card)
     barrier()
     return path

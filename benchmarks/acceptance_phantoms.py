@@ -23,6 +23,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("-o", "--output", default="/tmp/iacseg-acceptance")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--first-seed", type=int, default=70001,
+                    help="seed of the first case (the slice/tilt pattern stays; 70001 = the original set, 71001 = "
+                         "the fresh set used after 70001–70010 had served model selection)")
+    ap.add_argument("--model", default=None, help="segmenter folder or name (default: the default model)")
     args = ap.parse_args()
 
     from iacseg.batch import run_batch
@@ -33,11 +37,13 @@ def main() -> None:
     out = Path(args.output)
     truth, pred = out / "truth", out / "pred"
     t0 = time.perf_counter()
+    offset = args.first_seed - CASES[0][0]
     for seed, slice_mm, tilt in CASES:
+        seed += offset
         if not (truth / f"phantom_{seed:05d}").is_dir():
             generate_cases(truth, seed, 1, slice_mm=slice_mm, tilt_deg=tilt or 0.0, dicom=tilt is not None)
     t1 = time.perf_counter()
-    counts = run_batch([truth], pred, SegmentOptions(device=args.device))
+    counts = run_batch([truth], pred, SegmentOptions(device=args.device, segmenter=args.model))
     t2 = time.perf_counter()
     result = evaluate_folders(pred, truth)
     (out / "metrics.json").write_text(json.dumps(result, indent=2, default=float))

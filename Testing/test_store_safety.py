@@ -48,6 +48,8 @@ WORKER = textwrap.dedent("""
         version = store.add_correction(case, reader, labels, landmarks, [edit], note=f"{os.getpid()} save {n}")
         print(json.dumps([case, reader, version]), flush=True)
         n += 1
+        if len(sys.argv) > 5:  # concurrent writers: leave the other one a moment to take the lock between saves
+            time.sleep(0.1)
 """)
 
 

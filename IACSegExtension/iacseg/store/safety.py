@@ -27,6 +27,7 @@ except ImportError:  # Windows (Slicer): byte-range lock of the lock file instea
     import msvcrt
 
 from ..errors import InputError
+from ..outputs.atomic import write_bytes_atomic
 from .layout import LOCK_FILE, PARTIAL_PREFIX, check_case_id, reader_slug
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "check_case_id", "fsync_dir", "make_dirs", "partial_folder",
@@ -65,22 +66,10 @@ def make_dirs(folder: str | os.PathLike) -> Path:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path``: temporary file in the same folder, fsync, ``os.replace``, fsync the folder."""
-    path = Path(path)
-    make_dirs(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
-    return path
+    """Write ``data`` to ``path``: temporary file in the same folder, fsync, ``os.replace``, fsync the folder
+    (the engine's `write_bytes_atomic`, after creating missing folders with their parents fsynced)."""
+    make_dirs(Path(path).parent)
+    return write_bytes_atomic(path, data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

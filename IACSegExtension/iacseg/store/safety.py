@@ -27,27 +27,13 @@ except ImportError:  # Windows (Slicer): byte-range lock of the lock file instea
     import msvcrt
 
 from ..errors import InputError
-from ..outputs.atomic import write_bytes_atomic
+from ..outputs.atomic import fsync_dir, write_bytes_atomic
 from .layout import LOCK_FILE, PARTIAL_PREFIX, check_case_id, reader_slug
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "check_case_id", "fsync_dir", "make_dirs", "partial_folder",
            "publish_folder", "reader_slug", "sha256_bytes", "sha256_of", "store_lock"]
 
 _CHUNK = 1 << 20
-
-
-def fsync_dir(folder: str | os.PathLike) -> None:
-    """Flush a folder's entries (new names, renames) to disk; silently skipped where folders cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def make_dirs(folder: str | os.PathLike) -> Path:

@@ -28,7 +28,7 @@ from ..progress import Progress, no_progress
 from .common import lr_at, model_card, model_identity, seed_everything, split_cases, training_record
 from .data import case_plane, is_prepared, iter_cases, landmark_slices
 from .distributed import (DistContext, all_reduce_mean, barrier, parameters_in_sync, wrap_model)
-from .distributed import start as start_distributed, stop as stop_distributed
+from .distributed import session as distributed_session
 
 #: Recommended hyper-parameters for the demo localiser.
 LANDMARK_DEFAULTS: dict[str, Any] = {
@@ -152,12 +152,9 @@ def train_landmarks(data: Any, out_dir: str | Path, *, epochs: int = 150, batch:
     its own shuffles (DDP; effective batch = ``batch`` × world size); rank 0 validates and saves."""
     cfg = {**LANDMARK_DEFAULTS, **hp, "epochs": epochs, "batch": batch, "lr": lr, "seed": seed,
            "val_fraction": val_fraction, "val_every": val_every}
-    ctx = start_distributed(device)
-    try:
+    with distributed_session(device) as ctx:
         return _fit(ctx, data, Path(out_dir), cfg, progress if ctx.is_main else no_progress, phantom_options,
                     val_data, init, name, version)
-    finally:
-        stop_distributed(ctx)
 
 
 def _fit(ctx: DistContext, data: Any, out_dir: Path, cfg: dict[str, Any], progress: Progress,

@@ -31,7 +31,7 @@ from ..models.sliding import fit_window, sliding_window_proba
 from .common import lr_at, model_card, model_identity, seed_everything, split_cases, training_record
 from .data import Case, case_plane, is_prepared, iter_cases
 from .distributed import (DistContext, all_reduce_mean, barrier, broadcast_flag, parameters_in_sync, wrap_model)
-from .distributed import start as start_distributed, stop as stop_distributed
+from .distributed import session as distributed_session
 from .networks import (ARCHITECTURE_NAMES, build_segmenter_network, default_model_name, describe_network,
                        parent_windows, read_parent)
 
@@ -246,12 +246,9 @@ def train_segmenter(data: Any, out_dir: str | Path, *, epochs: int = 60, steps_p
     batch = ``batch`` × world size); rank 0 validates and saves. Returns the model folder path (on every rank)."""
     cfg = {**SEGMENTER_DEFAULTS, **hp, "epochs": epochs, "steps_per_epoch": steps_per_epoch, "patch": tuple(patch),
            "batch": batch, "lr": lr, "seed": seed, "val_fraction": val_fraction, "val_every": val_every}
-    ctx = start_distributed(device)
-    try:
+    with distributed_session(device) as ctx:
         return _fit(ctx, data, Path(out_dir), cfg, progress if ctx.is_main else no_progress, phantom_options,
                     val_data, init, name, version)
-    finally:
-        stop_distributed(ctx)
 
 
 def _fit(ctx: DistContext, data: Any, out_dir: Path, cfg: dict[str, Any], progress: Progress,

@@ -23,6 +23,7 @@ import argparse
 import datetime as dt
 import json
 import multiprocessing as mp
+import re
 import shlex
 import shutil
 import subprocess
@@ -39,7 +40,7 @@ sys.path.insert(0, str(REPO / "IACSegExtension"))
 
 from comparison_report import results_csv, results_markdown, row_record  # noqa: E402
 from comparison_setup import (DEFAULT_ROW, PRESETS, Row, all_rows, describe_phantoms, format_value,  # noqa: E402
-                              phantom_options, phantom_seeds, pretrained_needed, resolve_settings, select_rows)
+                              phantom_options, phantoms_reduced, phantom_seeds, pretrained_needed, resolve_settings, select_rows)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -65,11 +66,15 @@ def say(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def progress_printer(prefix: str) -> Callable[..., None]:
-    """A `Progress` that prints training/pre-training epochs and batch cases, not every inner stage."""
+def progress_printer(prefix: str, epochs_seen: list[int] | None = None) -> Callable[..., None]:
+    """A `Progress` that prints training/pre-training epochs and batch cases, not every inner stage; the number
+    of every finished training epoch ("epoch N/M …") is appended to ``epochs_seen`` when given."""
     def report(stage: str, fraction: float, message: str = "") -> None:
         if stage in ("train", "pretrain", "batch"):
             say(f"{prefix} {message}")
+        found = re.match(r"epoch (\d+)/\d+", message) if stage == "train" else None
+        if found and epochs_seen is not None:
+            epochs_seen.append(int(found.group(1)))
     return report
 
 
@@ -211,15 +216,16 @@ class Comparison:
             self.pretrained[key] = (None, round(time.time() - t0, 1), f"pre-training {key} failed: "
                                                                       f"{type(exc).__name__}: {exc}")
 
-    def train(self, row: Row) -> Path:
+    def train(self, row: Row, epochs_seen: list[int]) -> Path:
         from iacseg.train.segmenter import train_segmenter
 
         s = self.settings
         kw: dict[str, Any] = dict(
             epochs=int(s["epochs"]), steps_per_epoch=int(s["steps"]), patch=tuple(s["window"]), batch=int(s["batch"]),
             lr=float(s["vit_lr"] if row.arch == "vit" else s["lr"]), device=self.device, seed=int(s["seed"]),
+            val_every=int(s["val_every"]),
             val_data=self.val_cases, roi_jitter_mm=float(s["roi_jitter_mm"]), arch=row.arch, name=row.name,
-            progress=progress_printer(f"[{row.name}]"),
+            progress=progress_printer(f"[{row.name}]", epochs_seen),
             data_description=f"{len(self.train_cases)} synthetic phantoms (seeds {self.seeds['train'][0]}–"
                              f"{self.seeds['train'][-1]}; {describe_phantoms(s)}), compare_segmenters.py")
         if int(s["time_budget_s"]) > 0:
@@ -273,8 +279,10 @@ class Comparison:
             else:
                 say(f"{row.name}: training")
                 t0 = time.time()
-                model_dir = self.train(row)
+                epochs_seen: list[int] = []
+                model_dir = self.train(row, epochs_seen)
                 extra["train_seconds"] = round(time.time() - t0, 1)
+                extra["train_steps"] = max(epochs_seen, default=0) * int(self.settings["steps"])
             config = json.loads((Path(model_dir) / "config.json").read_text())
             extra.update(model_dir=self.shown(Path(model_dir)), n_parameters=config.get("n_parameters"),
                          threshold=config.get("threshold"), model=f"{config.get('name')} v{config.get('version')}")
@@ -366,8 +374,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "n_heldout": len(seeds["heldout"]),
         "seeds": {k: f"{v[0]}–{v[-1]}" if len(v) > 1 else str(v[0]) for k, v in seeds.items()},
         "phantoms": describe_phantoms(s),
-        "phantoms_reduced": bool(s["phantom"]),
+        "phantoms_reduced": phantoms_reduced(s),
         "epochs": s["epochs"], "steps": s["steps"], "batch": s["batch"], "window": format_value(tuple(s["window"])),
+        "time_budget_s": s["time_budget_s"],
         "mae": f"{s['mae_epochs']} × {s['mae_steps']} steps, batch {s['mae_batch']}, blocks "
                f"{format_value(tuple(s['mae_roi']))}",
         "desd": f"{s['desd_epochs']} × {s['desd_steps']} steps, batch {s['desd_batch']}, views "

@@ -71,7 +71,7 @@ def _cell(text: str) -> str:
 
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """The results table (markdown): one line per row, metrics as ``estimate [95 % CI]``."""
-    head = ["Model", "Status", "Train s", "Pre-training (shared)", "Parameters"] + [t for _, t, _ in METRICS]
+    head = ["Model", "Status", "Train s", "Steps", "Pre-training (shared)", "Parameters"] + [t for _, t, _ in METRICS]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
         pre = "—"
@@ -81,7 +81,8 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
         name = f"`{r['name']}`" + (label[len(r["name"]):] if label.startswith(r["name"]) else f" {label}")
         if r["name"] == "default" and r.get("model"):
             name += f": {r['model']}"
-        cells = [name, status_text(r), _seconds(r.get("train_seconds")), pre,
+        steps = r.get("train_steps")
+        cells = [name, status_text(r), _seconds(r.get("train_seconds")), "—" if steps is None else str(steps), pre,
                  _params(r.get("n_parameters"))]
         cells += [format_interval((r.get("metrics") or {}).get(k), d) for k, _, d in METRICS]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
@@ -130,7 +131,10 @@ def header_lines(meta: Mapping[str, Any]) -> list[str]:
         f"`iacseg batch` with each model then `iacseg evaluate`; 95 % percentile-bootstrap intervals over cases "
         f"({meta['bootstrap']} resamples).",
         f"- **Segmenter training**: {meta['epochs']} epochs × {meta['steps']} steps, batch {meta['batch']}, window "
-        f"{meta['window']} voxels (k, j, i); pre-training: MAE {meta['mae']}, DeSD {meta['desd']}.",
+        f"{meta['window']} voxels (k, j, i)" + (
+            f", stopped after the first epoch past a wall-clock budget of {meta['time_budget_s']} s per model "
+            f"(the same for every row; column Steps)" if int(meta.get("time_budget_s") or 0) > 0 else "")
+        + f"; pre-training: MAE {meta['mae']}, DeSD {meta['desd']}.",
         f"- **ViT configuration**: {meta['vit_config']}.",
         f"- **Device**: {meta['device']}; **wall time** {meta['wall_minutes']:.1f} min; run {meta['date']}.",
         f"- **Command**: `{meta['command']}`",
@@ -139,7 +143,10 @@ def header_lines(meta: Mapping[str, Any]) -> list[str]:
         f"**Read with care.** At this scale ({meta['n_train']} training phantoms, {meta['epochs']} × {meta['steps']} "
         f"steps, {meta['n_heldout']} held-out phantoms) the numbers do not say which method is better: they show "
         f"that every method trains, saves, segments and is evaluated end to end, and how wide the intervals are "
-        f"with so few cases. Do not claim more than it shows.",
+        f"with so few cases. Do not claim more than it shows."
+        + (" Every model had the same training time on this device, so slower networks took fewer steps: the "
+           "table compares what each method learns in equal compute, not what it reaches at convergence."
+           if int(meta.get("time_budget_s") or 0) > 0 else ""),
         "",
     ]
 
@@ -168,7 +175,8 @@ def results_markdown(meta: Mapping[str, Any], rows: Sequence[Mapping[str, Any]])
 
 def results_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     """One CSV line per row: identity, status, error, timings, parameters and each metric's estimate and CI."""
-    fields = ["name", "label", "status", "error", "train_seconds", "pretrained", "pretrain_seconds", "n_parameters",
+    fields = ["name", "label", "status", "error", "train_seconds", "train_steps", "pretrained", "pretrain_seconds",
+              "n_parameters",
               "threshold", "n_evaluated", "n_cases"]
     fields += [f"{k}_{part}" for k, _, _ in METRICS for part in ("estimate", "ci_low", "ci_high")]
     buf = io.StringIO()

@@ -197,18 +197,26 @@ def test_cli_passes_the_vit_options_and_accepts_an_mae_as_init(mae_folder, tmp_p
     assert "segmenter options" in capsys.readouterr().err
 
 
-def test_segment_with_a_vit_model_writes_the_contract_files(toy_cases, tmp_path):
-    # ~2.5 s on one idle core: a tiny ViT, a 192² phantom at 5 mm, the shipped landmark model
+@pytest.mark.parametrize("arch", ["vit", "grcsf"])
+def test_segment_with_a_vit_or_grcsf_model_writes_the_contract_files(arch, toy_cases, mae_folder, tmp_path):
+    # ~3 s each on one idle core: a tiny network, a 192² phantom at 5 mm, the shipped landmark model
     from iacseg.contracts import (LABELS_FILE, LANDMARKS_FILE, PHANTOM_CT_FILE, REPORT_CSV, REPORT_JSON,
                                   SEGMENTATION_FILE)
     from iacseg.phantom import make_phantom, write_phantom
 
-    model = train_segmenter(toy_cases, tmp_path / "vit", **{**RUN, "patch": (16, 32, 32)}, **VIT, decoder="unetr")
+    run = {**RUN, "patch": (16, 32, 32)}
+    if arch == "vit":
+        model, name = train_segmenter(toy_cases, tmp_path / "m", **run, **VIT, decoder="unetr"), "vit-tiny-p8-unetr"
+    else:
+        model = train_segmenter(toy_cases, tmp_path / "m", arch="grcsf", init=mae_folder, features=(4, 8),
+                                strides=((1, 1, 1), (1, 2, 2)), grcsf={"repeats": 1, "rcu_width": 12, "rcu_heads": 2},
+                                **run)
+        name = "grcsf"
     case = write_phantom(make_phantom(5, slice_mm=5.0, matrix=192), tmp_path / "case")
     out = tmp_path / "out"
     assert main(["segment", str(case / PHANTOM_CT_FILE), "--model", str(model), "-o", str(out), "--device", "cpu",
                  "--progress", "none"]) == 0
-    for name in (LABELS_FILE, SEGMENTATION_FILE, LANDMARKS_FILE, REPORT_JSON, REPORT_CSV):
-        assert (out / name).is_file(), name
+    for file in (LABELS_FILE, SEGMENTATION_FILE, LANDMARKS_FILE, REPORT_JSON, REPORT_CSV):
+        assert (out / file).is_file(), file
     used = next(m for m in json.loads((out / REPORT_JSON).read_text())["models"] if m["kind"] == "segmenter")
-    assert (used["name"], used["sha256"]) == ("vit-tiny-p8-unetr", config(model)["sha256"])
+    assert (used["name"], used["sha256"]) == (name, config(model)["sha256"])

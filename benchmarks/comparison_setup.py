@@ -47,9 +47,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # same number of steps: a ViT-S at patch 4 takes ~5 s a step here, the U-Net ~0.6 s. MAE blocks are 16,32,32 so
     # that the patch-4 MAE (decoder over all 512 cubes) fits; positions are sin-cos, so the encoder takes any grid.
     "cpu": {**_COMMON, "n_train": 16, "n_val": 4, "n_heldout": 8, "phantom": {"slice_mm": 2.5},
-            "window": (32, 64, 64), "epochs": 24, "steps": 20, "time_budget_s": 200, "val_every": 3,
+            "window": (32, 64, 64), "epochs": 40, "steps": 20, "time_budget_s": 200, "val_every": 3,
             "vit_config": "S", "decoder_channels": 16,
-            "mae_epochs": 10, "mae_steps": 40, "mae_batch": 4, "mae_roi": (16, 32, 32),
+            "mae_epochs": 30, "mae_steps": 40, "mae_batch": 4, "mae_roi": (16, 32, 32),
             "desd_epochs": 6, "desd_steps": 40, "desd_batch": 4, "desd_patch": (32, 64, 64), "workers": 2},
     "gpu": {**_COMMON, "n_train": 120, "n_val": 12, "n_heldout": 24, "phantom": {}, "tilt_every": 7,
             "window": (48, 96, 96), "epochs": 40, "steps": 100, "vit_config": "S", "decoder_channels": 16,

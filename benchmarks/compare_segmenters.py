@@ -359,6 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     device = str(as_device(args.device))
     t0 = time.time()
+    commit = git_commit()  # the code that runs (later commits during a long run do not count)
     run = Comparison(settings, out, device, args.resume)
     run.make_phantoms()
     needed = pretrained_needed(rows)
@@ -382,7 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "desd": f"{s['desd_epochs']} × {s['desd_steps']} steps, batch {s['desd_batch']}, views "
                 f"{format_value(tuple(s['desd_patch']))}",
         "vit_config": vit_description(s), "device": device_description(device), "wall_minutes": wall / 60.0,
-        "command": "python benchmarks/compare_segmenters.py " + shlex.join(argv), "commit": git_commit(),
+        "command": "python benchmarks/compare_segmenters.py " + shlex.join(argv), "commit": commit,
+        "note": s["note"],
         "date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "bootstrap": s["bootstrap"], **run.timings,
     }
     markdown = results_markdown(meta, records)

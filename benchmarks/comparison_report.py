@@ -136,6 +136,7 @@ def header_lines(meta: Mapping[str, Any]) -> list[str]:
             f"(the same for every row; column Steps)" if int(meta.get("time_budget_s") or 0) > 0 else "")
         + f"; pre-training: MAE {meta['mae']}, DeSD {meta['desd']}.",
         f"- **ViT configuration**: {meta['vit_config']}.",
+        *([f"- **Left out at this scale**: {meta['note']}."] if meta.get("note") else []),
         f"- **Device**: {meta['device']}; **wall time** {meta['wall_minutes']:.1f} min; run {meta['date']}.",
         f"- **Command**: `{meta['command']}`",
         f"- **Git commit**: `{meta['commit']}`",

@@ -31,7 +31,7 @@ _COMMON: dict[str, Any] = {
     "lr": 2e-3, "vit_lr": 5e-4, "batch": 2, "seed": 0, "roi_jitter_mm": 5.0, "tilt_every": 0,
     "mae_patches": (4, 8), "decoders": DECODERS, "scratch_patch": 8, "scratch_decoder": "unetr",
     "grcsf_mae_patch": 8, "grcsf": {}, "mae_lr": 5e-4, "bootstrap": 1000, "workers": 1, "time_budget_s": 0,
-    "val_every": 1,
+    "val_every": 1, "note": "",
 }
 #: Scale presets. ``phantom``: `iacseg.phantom.make_phantom` options of every phantom ({} = full-size phantoms:
 #: 512² matrix, slice thickness drawn from 0.625–5 mm); ``window``: training patch = inference window (k, j, i
@@ -42,13 +42,17 @@ PRESETS: dict[str, dict[str, Any]] = {
               "window": (16, 32, 32), "epochs": 5, "steps": 30, "vit_config": "tiny", "decoder_channels": 8,
               "grcsf": {"repeats": 2}, "mae_epochs": 5, "mae_steps": 30, "mae_batch": 2, "mae_roi": (16, 32, 32),
               "desd_epochs": 5, "desd_steps": 30, "desd_batch": 2, "desd_patch": (16, 32, 32)},
-    # cpu: what a 2-core CPU does in about 1.5 h. Full-size phantoms at 2.5 mm (the default segmenter's conditions);
-    # every row gets the same wall-clock training budget (time_budget_s, checked after each epoch) rather than the
-    # same number of steps: a ViT-S at patch 4 takes ~5 s a step here, the U-Net ~0.6 s. MAE blocks are 16,32,32 so
-    # that the patch-4 MAE (decoder over all 512 cubes) fits; positions are sin-cos, so the encoder takes any grid.
+    # cpu: what a 2-core CPU does in about an hour. Full-size phantoms at 2.5 mm (the default segmenter's
+    # conditions); every row gets the same wall-clock training budget (time_budget_s, checked after each epoch)
+    # rather than the same number of steps. Patch 4 is left out here: a ViT-S at patch 4 takes ~4.5 s a training
+    # step on this CPU (60 steps in the budget) and ~95 s to segment one case's ICA region, so its five rows alone
+    # would take about two hours and learn nothing; the gpu preset has them. MAE blocks are 16,32,32.
     "cpu": {**_COMMON, "n_train": 16, "n_val": 4, "n_heldout": 8, "phantom": {"slice_mm": 2.5},
             "window": (32, 64, 64), "epochs": 40, "steps": 20, "time_budget_s": 200, "val_every": 3,
-            "vit_config": "S", "decoder_channels": 16,
+            "vit_config": "S", "decoder_channels": 16, "mae_patches": (8,),
+            "note": "patch-4 ViT rows are not in this preset: a ViT-S at patch 4 takes ~4.5 s per training step "
+                    "on a 2-core CPU (60 steps in the budget; validation of 4 cases 6.5 min) and ~95 s to segment "
+                    "one case, so its five rows would take about two hours; run them with --scale gpu",
             "mae_epochs": 30, "mae_steps": 40, "mae_batch": 4, "mae_roi": (16, 32, 32),
             "desd_epochs": 6, "desd_steps": 40, "desd_batch": 4, "desd_patch": (32, 64, 64), "workers": 2},
     "gpu": {**_COMMON, "n_train": 120, "n_val": 12, "n_heldout": 24, "phantom": {}, "tilt_every": 7,

@@ -40,7 +40,8 @@ sys.path.insert(0, str(REPO / "IACSegExtension"))
 
 from comparison_report import results_csv, results_markdown, row_record  # noqa: E402
 from comparison_setup import (DEFAULT_ROW, PRESETS, Row, all_rows, describe_phantoms, format_value,  # noqa: E402
-                              phantom_options, phantoms_reduced, phantom_seeds, pretrained_needed, resolve_settings, select_rows)
+                              phantom_options, phantom_seeds, phantoms_reduced, pretrained_needed, resolve_settings,
+                              select_rows)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

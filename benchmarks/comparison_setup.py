@@ -44,9 +44,7 @@ PRESETS: dict[str, dict[str, Any]] = {
               "desd_epochs": 5, "desd_steps": 30, "desd_batch": 2, "desd_patch": (16, 32, 32)},
     # cpu: what a 2-core CPU does in about an hour. Full-size phantoms at 2.5 mm (the default segmenter's
     # conditions); every row gets the same wall-clock training budget (time_budget_s, checked after each epoch)
-    # rather than the same number of steps. Patch 4 is left out here: a ViT-S at patch 4 takes ~4.5 s a training
-    # step on this CPU (60 steps in the budget) and ~95 s to segment one case's ICA region, so its five rows alone
-    # would take about two hours and learn nothing; the gpu preset has them. MAE blocks are 16,32,32.
+    # rather than the same number of steps; patch 4 is left out (``note``, printed in the table).
     "cpu": {**_COMMON, "n_train": 16, "n_val": 4, "n_heldout": 8, "phantom": {"slice_mm": 2.5},
             "window": (32, 64, 64), "epochs": 40, "steps": 20, "time_budget_s": 200, "val_every": 3,
             "vit_config": "S", "decoder_channels": 16, "mae_patches": (8,),
@@ -55,7 +53,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                     "one case, so its five rows would take about two hours; run them with --scale gpu",
             "mae_epochs": 30, "mae_steps": 40, "mae_batch": 4, "mae_roi": (16, 32, 32),
             "desd_epochs": 6, "desd_steps": 40, "desd_batch": 4, "desd_patch": (32, 64, 64), "workers": 2},
-    "gpu": {**_COMMON, "n_train": 120, "n_val": 12, "n_heldout": 24, "phantom": {}, "tilt_every": 7,
+    "gpu": {**_COMMON, "n_train": 120, "n_val": 12, "n_heldout": 24, "phantom": {}, "tilt_every": 7, "val_every": 5,
             "window": (48, 96, 96), "epochs": 40, "steps": 100, "vit_config": "S", "decoder_channels": 16,
             "mae_epochs": 60, "mae_steps": 100, "mae_batch": 8, "mae_roi": (32, 64, 64),
             "desd_epochs": 20, "desd_steps": 100, "desd_batch": 8, "desd_patch": (32, 64, 64), "workers": 14},

@@ -99,17 +99,20 @@ def _check_segmenter_network(hp: dict[str, Any], init_dir: Path | None) -> None:
     check_request(hp.get("arch"), hp, read_parent(init_dir))
 
 
-def _training_data(args: argparse.Namespace) -> tuple[Any, dict[str, Any] | None]:
-    """``(data, phantom_options)`` from --data or --phantoms."""
+def training_data(args: argparse.Namespace, purpose: str = "training",
+                  min_phantoms: int = 2) -> tuple[Any, dict[str, Any] | None]:
+    """``(data, phantom_options)`` from --data or --phantoms (``purpose`` names the data in the errors; a
+    training run holds one phantom out for validation, so it needs ``min_phantoms`` 2)."""
     from ..errors import InputError
 
     if args.data is not None:
         data = Path(args.data)
         if not data.is_dir():
-            raise InputError(f"training data folder {data} does not exist")
+            raise InputError(f"{purpose} data folder {data} does not exist")
         return data, None
-    if args.phantoms < 2:
-        raise InputError("--phantoms needs at least 2 (one is held out for validation)")
+    if args.phantoms < min_phantoms:
+        raise InputError(f"--phantoms needs at least {min_phantoms}"
+                         + (" (one is held out for validation)" if min_phantoms > 1 else ""))
     options = {k: v for k, v in {"slice_mm": args.phantom_slice_mm, "matrix": args.phantom_matrix}.items()
                if v is not None}
     return range(args.phantom_seed, args.phantom_seed + args.phantoms), options or None
@@ -137,7 +140,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if main_rank:  # one line after the JSON progress lines for programs, indented for people
             print(json.dumps(summary, indent=None if args.progress == "jsonl" else 2, default=str), flush=True)
         return 0
-    data, phantom_options = _training_data(args)
+    data, phantom_options = training_data(args)
     if args.init:
         from ..models import resolve_model
         from ..models.registry import read_config

@@ -11,21 +11,13 @@ from .progress_view import PROGRESS_MODES, make_progress
 
 
 def _pretraining_data(args: argparse.Namespace) -> tuple[Any, dict[str, Any] | None]:
-    """``(data, phantom_options)`` from --data or --phantoms."""
+    """``(data, phantom_options)`` from exactly one of --data or --phantoms."""
     from ..errors import InputError
+    from .commands_models import training_data
 
     if (args.data is None) == (args.phantoms is None):
         raise InputError("give either --data DIR (a folder of CTs or case folders) or --phantoms N (synthetic)")
-    if args.data is not None:
-        data = Path(args.data)
-        if not data.is_dir():
-            raise InputError(f"pre-training data folder {data} does not exist")
-        return data, None
-    if args.phantoms < 1:
-        raise InputError("--phantoms needs at least 1")
-    options = {k: v for k, v in {"slice_mm": args.phantom_slice_mm, "matrix": args.phantom_matrix}.items()
-               if v is not None}
-    return range(args.phantom_seed, args.phantom_seed + args.phantoms), options or None
+    return training_data(args, "pre-training", min_phantoms=1)
 
 
 def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:

@@ -4,8 +4,9 @@
            [--landmark-model M] [--device auto|cpu|cuda] [--threshold auto|X] [--overwrite] [--no-slicer-files]
 
 Each case gets RESULTS/<case>/ with the engine's contract files, plus slicer_calcifications.seg.nrrd and
-slicer_landmarks.mrk.json saved by Slicer. Progress is printed; the exit code is 0 when every case succeeded,
-1 when a case failed, 2 for unusable arguments.
+slicer_landmarks.mrk.json saved by Slicer. Progress is printed, each case with its QC status (ok, review,
+unusable), and a summary line counts them; the exit code is 0 when every case succeeded, 1 when a case failed,
+2 for unusable arguments.
 """
 
 import sys

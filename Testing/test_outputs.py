@@ -127,7 +127,8 @@ def test_report_csv_has_one_row_per_segment_and_a_total() -> None:
     assert by_name["L_cervical"]["label"] == "1" and by_name["L_cervical"]["lesion_count"] == "1"
     assert by_name["L_petrous"]["peak_hu"] == ""  # empty segment: no peak
     assert by_name["total"]["lesion_count"] == "3" and float(by_name["total"]["peak_hu"]) == 420.0
-    assert list(rows[0]) == ["segment", "label", "volume_mm3", "agatston", "mass_mg", "lesion_count", "peak_hu"]
+    assert list(rows[0]) == ["segment", "label", "volume_mm3", "agatston", "mass_mg", "lesion_count", "peak_hu",
+                             "assessable", "coverage_fraction", "qc_status"]
 
 
 def test_resource_files_agree_with_the_contracts() -> None:

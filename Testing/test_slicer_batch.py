@@ -11,7 +11,7 @@ MODULE = Path(__file__).resolve().parents[1] / "IACSegModule"
 sys.path[:0] = [str(MODULE), str(MODULE / "Testing")]
 
 import fake_outputs as fake  # noqa: E402
-from IACSegLib.batch import exit_code, parse_batch_args, run_batch, summary_text  # noqa: E402
+from IACSegLib.batch import CaseOutcome, exit_code, parse_batch_args, run_batch, summary_text  # noqa: E402
 from IACSegLib.parameters import ParameterError  # noqa: E402
 from IACSegLib.process import EngineProcess  # noqa: E402
 
@@ -34,7 +34,8 @@ def test_bad_arguments(tmp_path: Path) -> None:
 
 
 class FakeEngineLauncher:
-    """Plays `iacseg segment`: writes the fake output folder for case_a, fails with exit 2 for case_b."""
+    """Plays `iacseg segment`: writes the fake output folder for case_a (QC review, cervical segments not
+    assessable), fails with exit 2 for case_b."""
 
     own_session = True
 
@@ -44,7 +45,7 @@ class FakeEngineLauncher:
             on_line("iacseg: error: case_b is not a CT")
             on_exit(2)
         else:
-            fake.write_fake_output(out)
+            fake.write_fake_output(out, qc=fake.qc_block("review", [fake.LOW_CONFIDENCE], fake.CERVICAL))
             on_line('{"stage": "done", "fraction": 1.0, "message": "ok", "elapsed_s": 1.0}')
             on_exit(0)
         return type("H", (), {"pid": 1, "poll": lambda self: 0})()
@@ -71,6 +72,17 @@ def test_batch_runs_every_case_and_reports_failures(tmp_path: Path) -> None:
     assert loaded == ["case_a"]
     assert commands[0][:4] == ["PythonSlicer", "-m", "iacseg", "segment"]
     assert any("100.0% done" in line for line in lines)
+    assert any(line.startswith("[1/2 case_a] done") and line.endswith(": QC review, 5.0 mm³ (incomplete), 2 lesion(s)")
+               for line in lines)
+    assert outcomes[0].qc == "review"
+    assert summary_text(outcomes) == "IACSeg batch: 1 done, 0 skipped, 1 failed; QC 1 review"
     again = run_batch(options, make_process, "PythonSlicer", log=lines.append)
     assert [o.status for o in again] == ["skipped", "failed"]
     assert summary_text(again) == "IACSeg batch: 0 done, 1 skipped, 1 failed"
+
+
+def test_summary_counts_qc_statuses_of_the_cases_done() -> None:
+    done = [CaseOutcome(n, "done", 1.0, qc=q) for n, q in (("a", "unusable"), ("b", "ok"), ("c", "unknown"),
+                                                          ("d", "ok"))]
+    assert summary_text(done + [CaseOutcome("e", "failed", 0.0, "not a CT")]) == \
+        "IACSeg batch: 4 done, 0 skipped, 1 failed; QC 2 ok, 1 unusable, 1 unknown"

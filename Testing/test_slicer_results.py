@@ -14,8 +14,8 @@ sys.path[:0] = [str(MODULE), str(MODULE / "Testing")]
 import fake_outputs as fake  # noqa: E402
 from iacseg.contracts import LANDMARKS, REPORT_JSON, SEGMENT_COLORS  # noqa: E402
 from iacseg.errors import InputError  # noqa: E402
-from IACSegLib.results import (landmark_slice, lesion_rows, load_case_result, lps_to_ras,  # noqa: E402
-                               measure_rows, segment_infos)
+from IACSegLib.results import (QualityControl, carry_qc, landmark_slice, lesion_rows,  # noqa: E402
+                               load_case_result, lps_to_ras, measure_rows, read_qc, segment_infos)
 
 
 @pytest.fixture
@@ -63,3 +63,46 @@ def test_incomplete_folder_is_a_clear_error(output: Path) -> None:
         load_case_result(output)
     with pytest.raises(InputError, match="does not exist"):
         load_case_result(output / "missing")
+
+
+def test_qc_block_is_read_with_its_reasons(tmp_path: Path) -> None:
+    qc = fake.qc_block("review", [fake.LOW_CONFIDENCE], fake.CERVICAL)
+    report = load_case_result(fake.write_fake_output(tmp_path / "r", qc=qc)).report
+    read = read_qc(report)
+    assert (read.status, read.not_assessable) == ("review", ("L_cervical", "R_cervical"))
+    assert [(r.code, r.severity) for r in read.reasons] == [("low_landmark_confidence", "review")]
+    assert read.text() == ("QC review: check this case before using its measures\n"
+                           "• L_petrolingual landmark confidence 0.31 is low; check its slice")
+    assert "automatic landmarks: L_petrolingual" in read.text(landmarks_moved=True)
+
+
+def test_not_assessable_segments_show_words_never_zero(tmp_path: Path) -> None:
+    qc = fake.qc_block("review", [], fake.CERVICAL)
+    rows = {r.segment: r for r in measure_rows(load_case_result(fake.write_fake_output(tmp_path / "r", qc=qc)).report)}
+    for name in fake.CERVICAL:
+        assert not rows[name].assessable and rows[name].volume_mm3 is None
+        cells = rows[name].cells()
+        assert cells[1] == "not assessable" and not any(c.startswith("0") for c in cells)
+    assert rows["L_petrous"].cells()[:2] == ["L_petrous", "3.0"]  # assessable segments keep their numbers
+    assert rows["L_petrous"].cells() != rows["L_cervical"].cells()
+    assert rows["total"].cells()[:2] == ["total (incomplete)", "5.0"]
+
+
+def test_an_old_report_without_qc_still_loads(output: Path) -> None:
+    report = load_case_result(output).report
+    assert "qc" not in report and "assessable" not in report["segments"]["L_cervical"]
+    assert read_qc(report) == QualityControl("unknown")
+    assert read_qc(report).text() == "QC not reported (a result of an older IACSeg)"
+    rows = measure_rows(report)
+    assert all(r.assessable and r.complete for r in rows) and rows[0].cells()[1] == "0.0"
+
+
+def test_relabel_measures_keep_the_engines_qc(tmp_path: Path) -> None:
+    from iacseg.measure import measure_case
+
+    qc = fake.qc_block("unusable", [fake.SHORT_SCAN], fake.CERVICAL)
+    report = load_case_result(fake.write_fake_output(tmp_path / "r", qc=qc)).report
+    labels, hu = fake.labels_and_hu()
+    carried = carry_qc(measure_case(labels, hu, fake.GRID), report)
+    assert carried["qc"] == report["qc"] and carried["total"]["complete"] is False
+    assert [r.cells()[1] for r in measure_rows(carried)][:2] == ["not assessable", "3.0"]

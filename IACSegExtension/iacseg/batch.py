@@ -117,8 +117,10 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return i, n
 
 
-SUMMARY_COLUMNS = ["case", "status", "seconds", "total_volume_mm3", "total_agatston", "lesion_count", "risk_group",
-                   *[f"{name}_mm3" for name in SEGMENTS.values()], "warnings", "error", "input"]
+SUMMARY_COLUMNS = ["case", "status", "qc_status", "seconds", "total_volume_mm3", "total_agatston", "lesion_count",
+                   "risk_group", *[f"{name}_mm3" for name in SEGMENTS.values()], "not_assessable", "qc_reasons",
+                   "warnings", "error", "input"]
+NOT_ASSESSABLE = "not assessable"
 
 
 def _summary_row(case: BatchCase, status: str, seconds: float, report: dict | None, error: str = "") -> dict:
@@ -131,7 +133,12 @@ def _summary_row(case: BatchCase, status: str, seconds: float, report: dict | No
         rg = report.get("risk_group", "")
         row["risk_group"] = rg.get("group", "") if isinstance(rg, dict) else rg
         for name in SEGMENTS.values():
-            row[f"{name}_mm3"] = report.get("segments", {}).get(name, {}).get("volume_mm3", "")
+            seg = report.get("segments", {}).get(name, {})
+            row[f"{name}_mm3"] = NOT_ASSESSABLE if seg.get("assessable") is False else seg.get("volume_mm3", "")
+        qc = report.get("qc") or {}
+        row["qc_status"] = qc.get("status", "")
+        row["not_assessable"] = " ".join(qc.get("not_assessable", []))
+        row["qc_reasons"] = " | ".join(r.get("message", "") for r in qc.get("reasons", []))
         row["warnings"] = " | ".join(report.get("warnings", []))
     return row
 

@@ -48,6 +48,7 @@ class CaseResult:
     landmarks: dict[str, Landmark]
     plane: MidsagittalPlane
     warnings: list[str] = field(default_factory=list)
+    qc: Any = None  # `iacseg.quality.QualityControl`
 
 
 class _Stopwatch:
@@ -88,17 +89,34 @@ def probability_on_ct_grid(prob_axial: np.ndarray, axial: Grid, ct: Grid, device
     return resample_to_grid(prob_axial, axial, ct, order=1, fill=0.0, device=device).astype(np.float32)
 
 
+def _quality(vol: CTVolume, axial: CTVolume, head: Any, plane: MidsagittalPlane, landmarks: dict[str, Landmark],
+             prior: Any) -> Any:
+    """The case's `QualityControl`: landmarks, coverage per segment, slices, contrast, head, symmetry."""
+    from .quality import Reason, case_coverage, contrast_enhanced, head_found, landmark_reasons, quality_control
+    from .quality import thick_slices
+
+    clinoid = min(landmarks[f"{s}_anterior_clinoid"].z_mm for s in ("L", "R"))
+    reasons = landmark_reasons(landmarks, prior is not None)
+    reasons += [thick_slices(vol), contrast_enhanced(axial, head, clinoid), head_found(head)]
+    if plane.details.get("warning"):
+        reasons.append(Reason("weak_symmetry", "review", str(plane.details["warning"])))
+    return quality_control(case_coverage(axial, landmarks), reasons)
+
+
 def segment_volume(vol: CTVolume, options: SegmentOptions, progress: Progress = no_progress,
                    ) -> tuple[np.ndarray, dict[str, Landmark], MidsagittalPlane, dict[str, Any]]:
     """Run preprocessing, both models, thresholding and mapping on an already-read CT.
 
     Returns ``(labels uint8 [k,j,i] on vol.grid, landmarks, midsagittal plane, info)`` where ``info`` holds
-    timings, model descriptions, the threshold used and warnings.
+    timings, model descriptions, the threshold used, warnings, the quality control (``info["qc"]``,
+    `iacseg.quality.QualityControl`) and the bone prior of the landmarks. Raises `InputError` only for input that
+    cannot be processed at all (no head, a body CT); the landmarks are always in anatomical order.
     """
     from .mapping import segment_labels
     from .models import (CalcificationSegmenter, LandmarkLocaliser, NnUNetSegmenter, calcium_mask, is_nnunet_spec,
                          resolve_model)
-    from .preprocess import ica_region, midsagittal_plane, resolve_device, to_axial_lps
+    from .preprocess import analyse_head, ica_region, landmark_prior, midsagittal_plane, resolve_device, to_axial_lps
+    from .quality import refuse_unprocessable
 
     threshold = parse_threshold(options.threshold)
     watch = _Stopwatch()
@@ -113,12 +131,15 @@ def segment_volume(vol: CTVolume, options: SegmentOptions, progress: Progress = 
 
     progress("preprocess", 0.0, "orienting to LPS")
     axial = to_axial_lps(vol, device=device)
+    head = analyse_head(axial, device)
+    refuse_unprocessable(axial, head)
     progress("preprocess", 0.5, "finding the midsagittal plane")
-    plane = midsagittal_plane(axial, device=device)
+    plane = midsagittal_plane(axial, device=device, head=head)
+    prior = landmark_prior(axial, plane, analysis=head)
     watch.lap("preprocess")
 
     progress("landmarks", 0.0, "locating the six landmarks")
-    landmarks = localiser.predict(axial, plane, progress=progress)
+    landmarks = localiser.predict(axial, plane, progress=progress, prior=prior)
     watch.lap("landmarks")
 
     progress("segment", 0.0, "calcification probability")
@@ -140,9 +161,8 @@ def segment_volume(vol: CTVolume, options: SegmentOptions, progress: Progress = 
     watch.lap("mapping")
 
     warnings = list(vol.metadata.get("warnings", []))
-    low = [n for n, lm in landmarks.items() if lm.confidence < 0.3]
-    if low:
-        warnings.append(f"low landmark confidence for {', '.join(low)}: review the landmarks")
+    qc = _quality(vol, axial, head, plane, landmarks, prior)
+    watch.lap("quality")
     for lm in landmarks.values():  # the landmark's slice on the CT grid, for readers
         lm.extra["ct_index_k"] = float(vol.grid.world_to_index(np.asarray(lm.position))[2])
     info = {
@@ -153,6 +173,8 @@ def segment_volume(vol: CTVolume, options: SegmentOptions, progress: Progress = 
         "roi_kji": [[s.start, s.stop] for s in roi],
         "device": str(device),
         "warnings": warnings,
+        "qc": qc,
+        "landmark_prior": None if prior is None else prior.to_dict(),
     }
     if options.keep_probability:  # float32 [k, j, i] on vol.grid, 0 outside the ICA region
         info["probability"] = prob_ct
@@ -168,6 +190,7 @@ def segment_case(input_path: str | Path, out_dir: str | Path, options: SegmentOp
     from .io import read_ct
     from .measure import measure_case
     from .outputs import build_report, write_case_outputs
+    from .quality import apply_assessability
 
     options = options or SegmentOptions()
     out_dir = Path(out_dir)
@@ -185,6 +208,7 @@ def segment_case(input_path: str | Path, out_dir: str | Path, options: SegmentOp
     progress("measure", 0.0, "volumes and scores")
     t1 = time.perf_counter()
     measures = measure_case(labels, vol.hu, vol.grid, risk_cutpoints_mm3=options.risk_cutpoints_mm3)
+    apply_assessability(measures, info["qc"])
     info["timings_s"] = {"read": round(read_s, 3), **info["timings_s"], "measure": round(time.perf_counter() - t1, 3)}
 
     progress("write", 0.0, "writing outputs")
@@ -193,11 +217,12 @@ def segment_case(input_path: str | Path, out_dir: str | Path, options: SegmentOp
                           timings=timings, warnings=info["warnings"], acquisition=vol.metadata, grid=vol.grid,
                           input_path=Path(input_path),
                           extra={"threshold": info["threshold"], "threshold_source": info["threshold_source"],
-                                 "roi_kji": info["roi_kji"], "device": info["device"]})
+                                 "roi_kji": info["roi_kji"], "device": info["device"],
+                                 "qc": info["qc"].to_dict(), "landmark_prior": info["landmark_prior"]})
     t2 = time.perf_counter()
     write_case_outputs(out_dir, labels=labels, grid=vol.grid, landmarks=landmarks, report=report,
                        overwrite=options.overwrite, hu=vol.hu if options.overview_png else None)
     report["timings_s"]["write"] = round(time.perf_counter() - t2, 3)
     report["timings_s"]["total"] = round(time.perf_counter() - t0, 3)
     progress("done", 1.0, f"wrote {out_dir}")
-    return CaseResult(out_dir, report, labels, vol.grid, landmarks, plane, info["warnings"])
+    return CaseResult(out_dir, report, labels, vol.grid, landmarks, plane, info["warnings"], info["qc"])

@@ -56,6 +56,24 @@ def relabel_arrays(mask: np.ndarray, grid: Grid, plane: MidsagittalPlane,
     return segment_labels(mask > 0, grid, plane, heights)
 
 
+#: QC reasons that describe the automatic landmarks or their coverage: replaced once a reader placed landmarks.
+_LANDMARK_REASONS = ("low_landmark_confidence", "landmark_prior_disagreement", "landmark_from_prior",
+                     "no_landmark_prior", "incomplete_coverage")
+
+
+def reader_quality_control(vol: Any, landmarks: dict[str, Landmark], old_report: dict[str, Any]) -> Any:
+    """QC after a reader's landmarks: the scan's reasons of the original report are kept (slices, contrast, head,
+    symmetry); the coverage of each segment is recomputed under the reader's landmarks."""
+    from .preprocess import to_axial_lps
+    from .quality import Reason, case_coverage, quality_control
+
+    axial = vol if vol.grid.is_axial_lps() else to_axial_lps(vol)
+    kept = [Reason(str(r["code"]), str(r["severity"]), str(r["message"]))
+            for r in (old_report.get("qc") or {}).get("reasons", [])
+            if isinstance(r, dict) and r.get("code") not in _LANDMARK_REASONS]
+    return quality_control(case_coverage(axial, landmarks), kept)
+
+
 def relabel_case(mask_path: str | Path, landmarks_path: str | Path, out_dir: str | Path, *,
                  ct_path: str | Path | None = None, report_path: str | Path | None = None,
                  overwrite: bool = False) -> dict[str, Any]:
@@ -63,6 +81,7 @@ def relabel_case(mask_path: str | Path, landmarks_path: str | Path, out_dir: str
     from .io import read_ct
     from .measure import measure_case
     from .outputs import build_report, write_case_outputs
+    from .quality import apply_assessability
 
     mask, grid = read_label_map(mask_path)
     landmarks = read_landmarks(landmarks_path)
@@ -85,10 +104,12 @@ def relabel_case(mask_path: str | Path, landmarks_path: str | Path, out_dir: str
         raise InputError("relabel needs the CT for the HU-based measures and the original one was not found; "
                          "pass it with --ct")
     measures = measure_case(labels, hu, grid)
+    qc = reader_quality_control(vol, landmarks, old_report)
+    apply_assessability(measures, qc)
     models = {m.get("kind", str(n)): m for n, m in enumerate(old_report.get("models", []))}
     report = build_report(measures=measures, landmarks=landmarks, plane=plane, models=models, warnings=warnings,
                           acquisition=acquisition, grid=grid, input_path=ct_path,
-                          extra={"threshold": old_report.get("threshold"),
+                          extra={"threshold": old_report.get("threshold"), "qc": qc.to_dict(),
                                  "relabel": {"landmarks_file": str(landmarks_path), "mask_file": str(mask_path)}})
     write_case_outputs(Path(out_dir), labels=labels, grid=grid, landmarks=landmarks, report=report,
                        overwrite=overwrite)

@@ -2,7 +2,9 @@
 
 Same code path as the Segment button: `SegmentParameters` → `EngineProcess.run` (the engine CLI in a
 process, blocking) → `load_case_result` → an optional ``on_loaded`` callback (in Slicer: show the nodes and
-save ``.seg.nrrd``/``.mrk.json`` through Slicer). Cases are found by the engine's own `discover_cases`.
+save ``.seg.nrrd``/``.mrk.json`` through Slicer). Cases are found by the engine's own `discover_cases`. It writes
+no table of its own (each case's ``report.json``/``report.csv`` are the engine's); the log line of each case and
+the summary carry the case's QC status.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from iacseg.errors import IACSegError
 
 from .parameters import DEVICES, ParameterError, SegmentParameters, engine_command, parse_threshold_text
 from .process import EngineError, EngineProcess, ProgressUpdate
-from .results import CaseResult, load_case_result
+from .results import QC_STATUSES, CaseResult, load_case_result, measure_rows, read_qc
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class CaseOutcome:
     status: str  # "done", "skipped" (results already there) or "failed"
     seconds: float
     error: str = ""
+    qc: str = ""  # the done case's QC status: ok, review, unusable (unknown from an older engine)
 
 
 def run_batch(options: BatchOptions, make_process: Callable[[], EngineProcess], python: str,
@@ -107,10 +110,11 @@ def run_batch(options: BatchOptions, make_process: Callable[[], EngineProcess], 
             outcomes.append(CaseOutcome(case.name, "failed", time.monotonic() - t0, str(exc)))
             continue
         seconds = time.monotonic() - t0
-        total = result.report.get("total", {})
-        log(f"{prefix} done in {seconds:.1f} s: {total.get('volume_mm3', 0):.1f} mm³, "
-            f"{total.get('lesion_count', 0)} lesion(s)")
-        outcomes.append(CaseOutcome(case.name, "done", seconds))
+        qc, total = read_qc(result.report), measure_rows(result.report)[-1]
+        incomplete = "" if total.complete else " (incomplete)"
+        log(f"{prefix} done in {seconds:.1f} s: QC {qc.status}, {total.volume_mm3:.1f} mm³{incomplete}, "
+            f"{total.lesion_count} lesion(s)")
+        outcomes.append(CaseOutcome(case.name, "done", seconds, qc=qc.status))
     return outcomes
 
 
@@ -124,5 +128,11 @@ def exit_code(outcomes: Sequence[CaseOutcome]) -> int:
 
 
 def summary_text(outcomes: Sequence[CaseOutcome]) -> str:
+    """Counts by outcome, then the QC statuses of the cases done in this run (when any)."""
     counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
-    return f"IACSeg batch: {counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed"
+    text = f"IACSeg batch: {counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed"
+    statuses = [o.qc for o in outcomes if o.status == "done"]
+    if statuses:
+        order = [s for s in QC_STATUSES if s in statuses] + sorted(set(statuses) - set(QC_STATUSES))
+        text += "; QC " + ", ".join(f"{statuses.count(s)} {s}" for s in order)
+    return text

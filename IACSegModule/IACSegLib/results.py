@@ -1,7 +1,9 @@
 """Reading an engine output folder (DESIGN.md, "Contracts") into what the module shows.
 
 Label map → segment names, descriptions and colours; landmarks; a measures table (one row per segment and
-a total row); a lesion table whose rows carry the lesion centroid (LPS and RAS mm) for jump-to.
+a total row); a lesion table whose rows carry the lesion centroid (LPS and RAS mm) for jump-to; the case's
+quality-control status (``report["qc"]``: ok, review or unusable, with reasons). A segment outside the scanned
+range is *not assessable*: its row says so instead of numbers. Reports older than QC load as status "unknown".
 """
 
 from __future__ import annotations
@@ -50,20 +52,32 @@ def lps_to_ras(point: Any) -> tuple[float, float, float]:
     return (-x, -y, z)
 
 
+NOT_ASSESSABLE = "not assessable"
+
+
 @dataclass(frozen=True)
 class MeasureRow:
-    """A row of the measures table: volume mm³, Agatston-style score, mass mg, lesion count, peak HU."""
+    """A row of the measures table: volume mm³, Agatston-style score, mass mg, lesion count, peak HU.
+
+    A segment outside the scanned range is not ``assessable``: no numbers (None), never 0. The total row is
+    ``complete`` only when every segment is assessable.
+    """
 
     segment: str
-    volume_mm3: float
-    agatston: float
-    mass_mg: float
-    lesion_count: int
+    volume_mm3: float | None
+    agatston: float | None
+    mass_mg: float | None
+    lesion_count: int | None
     peak_hu: float | None
+    assessable: bool = True
+    complete: bool = True
 
     def cells(self) -> list[str]:
+        name = self.segment if self.complete else f"{self.segment} (incomplete)"
+        if not self.assessable:
+            return [name, NOT_ASSESSABLE, "–", "–", "–", "–"]
         peak = "" if self.peak_hu is None else f"{self.peak_hu:.0f}"
-        return [self.segment, f"{self.volume_mm3:.1f}", f"{self.agatston:.1f}", f"{self.mass_mg:.2f}",
+        return [name, f"{self.volume_mm3:.1f}", f"{self.agatston:.1f}", f"{self.mass_mg:.2f}",
                 str(self.lesion_count), peak]
 
 
@@ -71,18 +85,105 @@ MEASURE_HEADERS = ("Segment", "Volume (mm³)", "Agatston", "Mass (mg)", "Lesions
 LESION_HEADERS = ("Lesion", "Segment", "Volume (mm³)", "Peak HU")
 
 
-def _measure_row(name: str, values: Mapping[str, Any]) -> MeasureRow:
+def _measure_row(name: str, values: Mapping[str, Any], assessable: bool = True) -> MeasureRow:
+    complete = values.get("complete", True) is not False
+    if not assessable:
+        return MeasureRow(name, None, None, None, None, None, assessable=False, complete=complete)
     return MeasureRow(name, float(values.get("volume_mm3") or 0.0), float(values.get("agatston") or 0.0),
                       float(values.get("mass_mg") or 0.0), int(values.get("lesion_count") or 0),
-                      None if values.get("peak_hu") is None else float(values["peak_hu"]))
+                      None if values.get("peak_hu") is None else float(values["peak_hu"]), complete=complete)
 
 
 def measure_rows(report: Mapping[str, Any]) -> list[MeasureRow]:
-    """Rows for the 8 segments in label order, then ``total``."""
-    segments = report.get("segments", {})
-    rows = [_measure_row(name, segments.get(name, {})) for _, name in sorted(SEGMENTS.items())]
+    """Rows for the 8 segments in label order, then ``total``; "not assessable" segments carry no numbers."""
+    segments, not_assessable = report.get("segments", {}), read_qc(report).not_assessable
+    rows = []
+    for _, name in sorted(SEGMENTS.items()):
+        values = segments.get(name, {})
+        assessable = values.get("assessable", True) is not False and name not in not_assessable
+        rows.append(_measure_row(name, values, assessable))
     rows.append(_measure_row("total", report.get("total", {})))
     return rows
+
+
+QC_UNKNOWN = "unknown"
+QC_STATUSES = ("ok", "review", "unusable", QC_UNKNOWN)  # best first; unknown: a report older than QC
+QC_TEXT = {"ok": "QC ok: no problem found",
+           "review": "QC review: check this case before using its measures",
+           "unusable": "QC unusable: do not use these measures",
+           QC_UNKNOWN: "QC not reported (a result of an older IACSeg)"}
+# green, orange, red, grey: readable on Slicer's light and dark themes
+QC_COLORS = {"ok": "#2e7d32", "review": "#ef6c00", "unusable": "#c62828", QC_UNKNOWN: "#757575"}
+AUTOMATIC_LANDMARKS = "automatic landmarks"
+
+
+@dataclass(frozen=True)
+class QCReason:
+    """Why a case needs review or is unusable: ``code`` (e.g. low_landmark_confidence), ``severity``, ``message``."""
+
+    code: str
+    severity: str
+    message: str
+
+    @property
+    def about_landmarks(self) -> bool:
+        return "landmark" in self.code
+
+
+@dataclass(frozen=True)
+class QualityControl:
+    """The case-level QC of ``report["qc"]``: ``status`` ok | review | unusable (``unknown`` for older reports),
+    ``reasons`` and the segments ``not_assessable`` (outside the scanned range)."""
+
+    status: str = QC_UNKNOWN
+    reasons: tuple[QCReason, ...] = ()
+    not_assessable: tuple[str, ...] = ()
+
+    @property
+    def color(self) -> str:
+        return QC_COLORS.get(self.status, QC_COLORS[QC_UNKNOWN])
+
+    def text(self, landmarks_moved: bool = False) -> str:
+        """The panel's QC line and one line per reason. After the reader moved landmarks, reasons about landmarks
+        still describe the engine's result: they say "automatic landmarks"."""
+        lines = [QC_TEXT.get(self.status, f"QC {self.status}")]
+        for r in self.reasons:
+            lines.append(f"• {AUTOMATIC_LANDMARKS}: {r.message}" if landmarks_moved and r.about_landmarks
+                         else f"• {r.message}")
+        return "\n".join(lines)
+
+    def tooltip(self, landmarks_moved: bool = False) -> str:
+        lines = [f"{r.severity} ({r.code}): {r.message}" for r in self.reasons] or ["no reasons given"]
+        if self.not_assessable:
+            lines.append(f"{NOT_ASSESSABLE} (outside the scanned range): {', '.join(self.not_assessable)}")
+        if landmarks_moved and any(r.about_landmarks for r in self.reasons):
+            lines.append(f"The landmark reasons are about the {AUTOMATIC_LANDMARKS}; you moved landmarks since.")
+        return "\n".join(lines)
+
+
+def read_qc(report: Mapping[str, Any]) -> QualityControl:
+    """``report["qc"]`` as a `QualityControl`; a report without it (older IACSeg) gives status "unknown"."""
+    qc = report.get("qc")
+    if not isinstance(qc, Mapping):
+        return QualityControl()
+    reasons = tuple(QCReason(str(r.get("code", "")), str(r.get("severity", "")), str(r.get("message", "")))
+                    if isinstance(r, Mapping) else QCReason("", "", str(r)) for r in qc.get("reasons") or ())
+    return QualityControl(str(qc.get("status") or QC_UNKNOWN), reasons, tuple(qc.get("not_assessable") or ()))
+
+
+def carry_qc(measures: Mapping[str, Any], report: Mapping[str, Any]) -> dict[str, Any]:
+    """Measures of corrected labels (`ReviewSession.measures`, no QC of their own) with the QC, the segments'
+    assessability and the total's completeness of the engine's ``report`` (what the measures lack)."""
+    out = {**measures, "segments": {n: dict(v) for n, v in measures.get("segments", {}).items()},
+           "total": dict(measures.get("total", {}))}
+    if "qc" in report:
+        out.setdefault("qc", report["qc"])
+    for name, values in out["segments"].items():
+        if "assessable" in report.get("segments", {}).get(name, {}):
+            values.setdefault("assessable", report["segments"][name]["assessable"])
+    if "complete" in report.get("total", {}):
+        out["total"].setdefault("complete", report["total"]["complete"])
+    return out
 
 
 @dataclass(frozen=True)

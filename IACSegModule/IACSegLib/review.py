@@ -237,6 +237,12 @@ class ReviewSession:
         return measure_case(self.labels, hu, self.grid)
 
     @property
+    def landmarks_moved(self) -> bool:
+        """True when a landmark is no longer at the engine's height (the result's QC is about the automatic ones)."""
+        return any(lm.z_mm != self.original_landmarks[name].z_mm for name, lm in self.landmarks.items()
+                   if name in self.original_landmarks)
+
+    @property
     def is_modified(self) -> bool:
         return bool(self.edits)
 

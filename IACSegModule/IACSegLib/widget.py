@@ -1,4 +1,5 @@
-"""The review part of the IACSeg panel (Slicer only): progress, tables, landmark slices, lesion edits, save, retrain.
+"""The review part of the IACSeg panel (Slicer only): progress, QC line, tables, landmark slices, lesion edits, save,
+retrain.
 
 Each handler reads the widgets, calls the logic, and writes the widgets; the logic never shows dialogs.
 """
@@ -17,7 +18,7 @@ from iacseg.errors import IACSegError
 from .models import USER_MODELS_DIR, find_models, model_search_dirs
 from .parameters import TRAIN_TARGETS, ParameterError, TrainParameters
 from .process import ProcessState, ProgressUpdate
-from .results import LESION_HEADERS, MEASURE_HEADERS, landmark_slice, lesion_rows, measure_rows
+from .results import LESION_HEADERS, MEASURE_HEADERS, carry_qc, landmark_slice, lesion_rows, measure_rows, read_qc
 from .scene import jump_to, landmark_lps, painted_array
 
 SETTINGS_READER = "IACSeg/ReaderName"
@@ -81,6 +82,7 @@ class ReviewPanel:
             slicer.util.errorDisplay(failed.error_message, detailedText="\n".join(failed.log))
 
     def refresh(self, report) -> None:
+        self.showQC(report)
         _fill(self.ui.measuresTable, MEASURE_HEADERS, [r.cells() for r in measure_rows(report)])
         self.lesions = lesion_rows(report)
         _fill(self.ui.lesionTable, LESION_HEADERS, [r.cells() for r in self.lesions])
@@ -91,6 +93,13 @@ class ReviewPanel:
             box.maximum = grid.shape[0] - 1
             box.value = landmark_slice(grid, lm)
             box.blockSignals(False)
+
+    def showQC(self, report) -> None:
+        """The QC line above the measures: status in words and colour, one line per reason, details in the tooltip."""
+        qc, moved = read_qc(report), self.logic.session.landmarks_moved
+        self.ui.qcLabel.text = qc.text(moved)
+        self.ui.qcLabel.toolTip = qc.tooltip(moved)
+        self.ui.qcLabel.styleSheet = f"color: {qc.color}"
 
     def _observeLandmarks(self) -> None:
         node = self.logic.markupsNode
@@ -105,7 +114,7 @@ class ReviewPanel:
             slicer.util.errorDisplay(str(exc))
             return
         measures = self.logic.session.measures(slicer.util.arrayFromVolume(self.logic.volumeNode))
-        self.refresh(measures)
+        self.refresh(carry_qc(measures, self.logic.result.report))  # the engine's QC stays: relabelling has none
         self.ui.progressLabel.text = f"{changed} voxel(s) relabelled in {(time.perf_counter() - t0) * 1000:.0f} ms"
 
     def onPointMoved(self, caller, event) -> None:

@@ -20,6 +20,7 @@ from ..errors import IACSegError, InputError
 from ..progress import Progress, no_progress
 from .bootstrap import bland_altman, metric_intervals
 from .breakdown import by_lesion_size, by_slice_thickness, lesion_detection, risk_group_accuracy
+from ..outputs.writer import labelled_volume_mm3
 from .metrics import case_metrics, landmark_errors
 
 
@@ -69,7 +70,7 @@ def _report_volumes_match(report_path: Path, pred_labels: np.ndarray, voxel_mm3:
     try:
         report = json.loads(report_path.read_text())
         counts = np.bincount(pred_labels.reshape(-1).astype(np.int64), minlength=max(SEGMENTS) + 1)
-        ok = all(np.isclose(report["segments"][n]["volume_mm3"], counts[v] * voxel_mm3, rtol=1e-6, atol=1e-6)
+        ok = all(np.isclose(labelled_volume_mm3(report["segments"][n]), counts[v] * voxel_mm3, rtol=1e-6, atol=1e-6)
                  for v, n in SEGMENTS.items())
         return bool(ok and np.isclose(report["total"]["volume_mm3"], counts[1:].sum() * voxel_mm3,
                                       rtol=1e-6, atol=1e-6))

@@ -14,7 +14,7 @@ predicted index k maps back to the plane height z = z0 + (k − 0.5)·sk.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,8 +25,15 @@ from ..io.volume import CTVolume
 from ..outputs.markups import Landmark
 from ..progress import Progress, no_progress
 from .dst import decode_slices
+from .landmark_decode import candidate_range, decode_landmarks, network_log_likelihood
 from .inputs import axial_view_indices, sample_axial_view, window_channels
 from .loaded import LoadedModel
+
+if TYPE_CHECKING:  # type hints only
+    from ..preprocess.landmark_prior import LandmarkPrior
+
+#: The bone prior is never trusted more than this (mm) when decoding: anatomy varies more than its fit says.
+PRIOR_MIN_SIGMA_MM = 5.0
 
 DEFAULT_LOCALISER_INPUT: dict[str, Any] = {
     "windows_hu": [[-150.0, 250.0], [100.0, 2100.0]],
@@ -89,11 +96,18 @@ class LandmarkLocaliser(LoadedModel):
         super().__init__(module, config, device)
         self.names: list[str] = list(config.get("landmarks", LANDMARKS))
 
-    def predict(self, vol: CTVolume, plane: MidsagittalPlane, progress: Progress = no_progress) -> dict[str, Landmark]:
-        """``{name: Landmark}`` for ``vol`` (axial LPS). ``Landmark.slice`` = predicted k on ``vol.grid``,
-        ``z_mm`` = z0 + (k − 0.5)·sk, ``position`` = plane point ± ``landmark_offset_mm`` along the
-        in-plane normal (L: towards the patient's left) at that height, ``confidence`` = peak probability,
-        ``extra["expected_slice"]`` = mean index under the distribution."""
+    def predict(self, vol: CTVolume, plane: MidsagittalPlane, progress: Progress = no_progress,
+                prior: "LandmarkPrior | None" = None) -> dict[str, Landmark]:
+        """``{name: Landmark}`` for ``vol`` (axial LPS), always in anatomical order on each side.
+
+        The network's six slice distributions are decoded jointly under the anatomy (`landmark_decode`) with the
+        bone ``prior`` (`iacseg.preprocess.landmark_prior`) when given. ``Landmark.slice`` = decoded k on
+        ``vol.grid`` (may lie outside the scan for a partial scan), ``z_mm`` = z0 + (k − 0.5)·sk, ``position`` =
+        plane point ± ``landmark_offset_mm`` along the in-plane normal (L: towards the patient's left) at that
+        height, ``confidence`` = posterior mass within ±1 slice. ``extra``: ``expected_slice``,
+        ``network_slice`` / ``network_confidence`` (the network alone: its argmax and its mass within ±1 slice of
+        the decoded slice), ``prior_z_mm`` / ``prior_sigma_mm``, ``source`` (network | anatomy | prior) and
+        ``in_scan``."""
         progress("landmarks", 0.0, "preparing slices")
         L = int(self.module.max_slices)
         view, offset = localiser_input(vol, plane, self.input_cfg, L, self.device)
@@ -103,18 +117,40 @@ class LandmarkLocaliser(LoadedModel):
         with torch.inference_mode():
             logits, _ = self.module([x], torch.tensor([sk], device=self.device))
             dec = decode_slices(logits, torch.tensor([view.shape[0]], device=self.device))
+        D_view = int(view.shape[0])
+        prob = dec["prob"][0, L - D_view:, :].double().cpu().numpy()  # [D', 6] over the view's slices
+        progress("landmarks", 0.7, "decoding the six landmarks under the anatomy")
+        n_slices = int(vol.grid.shape[0])
+        k_first, K = candidate_range(n_slices, sk)
+        log_lik = {name: network_log_likelihood(prob[:, c], offset, k_first, K) for c, name in enumerate(self.names)}
+        gaussians = None
+        if prior is not None:
+            gaussians = {n: (z, max(s, PRIOR_MIN_SIGMA_MM)) for n, (z, s) in prior.as_gaussians().items()}
+        _, roll = plane.yaw_roll_deg()
         z0 = float(vol.grid.origin[2])
+        result = decode_landmarks(log_lik, k_first, n_slices, z0, sk, roll_deg=roll, prior=gaussians)
         n = np.asarray(plane.normal[:2], dtype=np.float64)
         n = n / (np.linalg.norm(n) + 1e-12)
         d = float(self.input_cfg["landmark_offset_mm"])
         out: dict[str, Landmark] = {}
         for c, name in enumerate(self.names):
-            k = int(dec["slice"][0, c]) + offset
-            z = slice_to_plane_z(k, z0, sk)
+            r = result.landmarks[name]
+            net_k = int(np.argmax(prob[:, c])) + offset
+            near = prob[max(0, r.slice - 1 - offset):max(0, r.slice + 2 - offset), c]
+            net_conf = float(near.sum()) if r.slice + 1 >= offset else 0.0
+            if abs(r.slice - net_k) <= 1:
+                source = "network"
+            elif prior is not None and net_conf < 0.05:
+                source = "prior"
+            else:
+                source = "anatomy"
             side = 1.0 if name.startswith("L_") else -1.0
-            pos = (plane.point[0] + side * d * n[0], plane.point[1] + side * d * n[1], z)
-            out[name] = Landmark(name, z, (float(pos[0]), float(pos[1]), float(pos[2])), slice=float(k),
-                                 confidence=float(dec["confidence"][0, c]),
-                                 extra={"expected_slice": float(dec["expected"][0, c]) + offset})
+            pos = (plane.point[0] + side * d * n[0], plane.point[1] + side * d * n[1], r.z_mm)
+            extra = {"expected_slice": r.expected_slice, "network_slice": float(net_k),
+                     "network_confidence": net_conf, "source": source, "in_scan": r.in_scan}
+            if prior is not None:
+                extra.update(prior_z_mm=prior.z_mm[name], prior_sigma_mm=prior.sigma_mm[name])
+            out[name] = Landmark(name, r.z_mm, (float(pos[0]), float(pos[1]), float(pos[2])), slice=float(r.slice),
+                                 confidence=r.confidence, extra=extra)
         progress("landmarks", 1.0, "landmarks placed")
         return out

@@ -20,7 +20,8 @@ from .atomic import write_text_atomic
 from .markups import Landmark
 
 REPORT_SCHEMA_VERSION = 1
-CSV_COLUMNS = ("segment", "label", "volume_mm3", "agatston", "mass_mg", "lesion_count", "peak_hu")
+CSV_COLUMNS = ("segment", "label", "volume_mm3", "agatston", "mass_mg", "lesion_count", "peak_hu", "assessable",
+               "coverage_fraction", "qc_status")
 _PACKAGES = ("numpy", "scipy", "torch", "monai", "SimpleITK", "pydicom", "slicerio", "pynrrd")
 
 
@@ -111,16 +112,30 @@ def _cell(value: Any) -> Any:
     return value
 
 
+def _assessable_cell(row: Mapping[str, Any]) -> str:
+    if "assessable" not in row:
+        return ""
+    return "yes" if row["assessable"] else "not assessable"
+
+
 def report_csv_text(report: Mapping[str, Any]) -> str:
-    """CSV: one row per segment (contract order) and a final ``total`` row; columns `CSV_COLUMNS`."""
+    """CSV: one row per segment (contract order) and a final ``total`` row; columns `CSV_COLUMNS`.
+
+    A segment outside the scanned range has empty measures and ``not assessable`` in the ``assessable`` column;
+    the total row says ``incomplete`` there when some segment is not assessable. ``qc_status`` (every row) is the
+    case's quality-control status."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
+    qc = (report.get("qc") or {}).get("status", "")
+    measures = CSV_COLUMNS[2:-3]
     for value, name in sorted(SEGMENTS.items()):
         row = report["segments"][name]
-        writer.writerow([name, value] + [_cell(row.get(c)) for c in CSV_COLUMNS[2:]])
+        writer.writerow([name, value] + [_cell(row.get(c)) for c in measures]
+                        + [_assessable_cell(row), _cell(row.get("coverage_fraction")), qc])
     total = report["total"]
-    writer.writerow(["total", ""] + [_cell(total.get(c)) for c in CSV_COLUMNS[2:]])
+    complete = "" if "complete" not in total else ("yes" if total["complete"] else "incomplete")
+    writer.writerow(["total", ""] + [_cell(total.get(c)) for c in measures] + [complete, "", qc])
     return buffer.getvalue()
 
 

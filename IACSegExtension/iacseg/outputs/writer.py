@@ -19,12 +19,20 @@ from .segnrrd import write_segmentation_nrrd
 OVERVIEW_FILE = "overview.png"
 
 
+def labelled_volume_mm3(row: Mapping[str, Any]) -> Any:
+    """Volume of a segment's labelled voxels from its report row: ``volume_mm3``, or for a segment that is not
+    assessable (outside the scanned range, measures null) ``scanned_volume_mm3``."""
+    if row.get("volume_mm3") is None and row.get("assessable") is False:
+        return row.get("scanned_volume_mm3")
+    return row.get("volume_mm3")
+
+
 def check_report_volumes(labels: np.ndarray, grid: Grid, report: Mapping[str, Any]) -> None:
     """Raise ValueError unless the report's per-segment and total volumes equal the label map's exactly."""
     counts = np.bincount(np.asarray(labels).reshape(-1), minlength=max(SEGMENTS) + 1)
     voxel_mm3 = grid.voxel_volume_mm3
     for value, name in SEGMENTS.items():
-        reported = report["segments"][name]["volume_mm3"]
+        reported = labelled_volume_mm3(report["segments"][name])
         if reported != int(counts[value]) * voxel_mm3:
             raise ValueError(f"report volume of {name} ({reported} mm³) differs from the label map "
                              f"({int(counts[value]) * voxel_mm3} mm³); measure the labels being written")

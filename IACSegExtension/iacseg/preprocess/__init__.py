@@ -4,6 +4,7 @@ head and skull masks, the midsagittal plane, and the ICA region of interest."""
 from .device import resolve_device
 from .head import analyse_head, head_mask, skull_mask
 from .hemisphere import centroid_plane, midsagittal_plane
+from .landmark_prior import LandmarkPrior, landmark_prior
 from .intensity import DEFAULT_WINDOWS, intensity_channels
 from .orient import axial_grid_covering, resample_to_grid, to_axial_lps
 from .roi import ICARegion, ica_region, ica_region_box, roi_box_mm, skull_base_z
@@ -11,5 +12,5 @@ from .roi import ICARegion, ica_region, ica_region_box, roi_box_mm, skull_base_z
 __all__ = [
     "resolve_device", "to_axial_lps", "resample_to_grid", "axial_grid_covering", "head_mask", "skull_mask",
     "analyse_head", "midsagittal_plane", "centroid_plane", "ica_region", "ica_region_box", "ICARegion",
-    "roi_box_mm", "skull_base_z", "intensity_channels", "DEFAULT_WINDOWS",
+    "roi_box_mm", "skull_base_z", "LandmarkPrior", "landmark_prior", "intensity_channels", "DEFAULT_WINDOWS",
 ]

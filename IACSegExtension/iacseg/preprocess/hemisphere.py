@@ -131,14 +131,16 @@ def _search(scorer: _SymmetryScorer, centre: np.ndarray, start: tuple[float, flo
     return best, best_score
 
 
-def midsagittal_plane(vol: CTVolume, device: "str | torch.device | None" = None) -> MidsagittalPlane:
+def midsagittal_plane(vol: CTVolume, device: "str | torch.device | None" = None,
+                      head: CoarseHead | None = None) -> MidsagittalPlane:
     """The plane between the hemispheres of ``vol`` (axial LPS grid), normal pointing to the patient's left.
 
     ``details`` holds the initial (centroid) plane, the symmetry scores (normalised correlation, 1 = perfect
-    mirror image) before and after refinement, the skull choice and the coarse voxel size used.
+    mirror image) before and after refinement, the skull choice and the coarse voxel size used. ``head``: the
+    coarse head analysis of ``vol`` when already made (`head.analyse_head`).
     """
     dev = as_device(device)
-    head = analyse_head(vol, dev)
+    head = head if head is not None else analyse_head(vol, dev)
     centre, normal0 = _initial_plane(head, vol.grid)
     yaw0 = math.degrees(math.atan2(normal0[1], normal0[0]))
     roll0 = math.degrees(math.atan2(normal0[2], normal0[0]))

@@ -1,0 +1,130 @@
+"""Checks of the scan itself: is it a head CT we can process, and what about it needs a reader's eye.
+
+`refuse_unprocessable` raises `InputError` (one clear line) only for what cannot be processed at all: no head in
+the volume (all air, random noise without any structure, too little tissue or bone) or a body CT (the body is much wider than any head and no skull
+encloses a brain). MR images are refused earlier by the reader (modality, or no air below −500 HU).
+
+The other checks return QC reasons (`Reason`) for the report:
+
+* ``thick_slices`` — slices thicker than 5 mm blur small calcifications and landmarks;
+* ``contrast_enhanced`` — more than 5 mL of 180–600 HU voxels inside the skull, away from bone, in the 50 mm
+  above the skull base (enhanced arteries, veins and sinuses; calcifications of the pineal, choroid plexus and
+  falx add up to far less): calcium cannot be told from contrast by HU;
+* ``not_head_ct`` — no skull ring enclosing brain-density tissue was found.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from ..errors import InputError
+from ..io.volume import CTVolume
+from ..preprocess.head import CoarseHead, upsample_mask
+
+MAX_SLICE_MM = 5.0
+CONTRAST_HU = (180.0, 600.0)
+CONTRAST_LIMIT_ML = 5.0
+CONTRAST_SPAN_MM = 50.0
+BODY_WIDTH_MM = 320.0
+MIN_HEAD_TISSUE_ML = 150.0
+MIN_BONE_ML = 5.0
+MAX_STRUCTURE_RATIO = 0.25
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: str
+    severity: str  # "review" | "unusable"
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "severity": self.severity, "message": self.message}
+
+
+def _largest_width_mm(a: CoarseHead) -> float:
+    """Median over tissue-holding slices of the in-plane extent (mm) of soft tissue (> −300 HU)."""
+    tissue = a.mean_hu > -300.0
+    widths = []
+    for k in range(tissue.shape[0]):
+        if not tissue[k].any():
+            continue
+        jj, ii = np.nonzero(tissue[k])
+        widths.append(max((ii.max() - ii.min() + 1) * a.grid.spacing[0], (jj.max() - jj.min() + 1) * a.grid.spacing[1]))
+    return float(np.median(widths)) if widths else 0.0
+
+
+def structure_ratio(hu: np.ndarray) -> float:
+    """Median |difference| of neighbouring voxels along rows over the interquartile range of all voxels: ≈ 0.001–0.05
+    for any CT (neighbours mostly alike), ≈ 0.5 or more for random noise."""
+    step = max(1, hu.shape[0] // 16)
+    sample = hu[::step]
+    q1, q3 = np.percentile(sample, [25, 75])
+    spread = max(float(q3 - q1), 1.0)
+    return float(np.median(np.abs(np.diff(sample, axis=2)))) / spread
+
+
+def refuse_unprocessable(vol: CTVolume, a: CoarseHead) -> None:
+    """Raise `InputError` when ``vol`` holds no head at all or is a body CT (see module docstring)."""
+    if structure_ratio(a.mean_hu) > MAX_STRUCTURE_RATIO:  # on ≈2.5 mm block means: noise averaged away
+        raise InputError("no head found in this image: it has no anatomical structure (neighbouring voxels differ "
+                         "like random noise); IACSeg needs a non-contrast head CT that shows the skull base")
+    voxel_ml = float(np.prod(a.grid.spacing)) / 1000.0
+    tissue_ml = float(np.count_nonzero(a.mean_hu > -300.0)) * voxel_ml
+    bone_ml = float(np.count_nonzero(a.mean_hu > 300.0)) * voxel_ml
+    if tissue_ml < MIN_HEAD_TISSUE_ML or bone_ml < MIN_BONE_ML:
+        raise InputError(f"no head found in this image ({tissue_ml:.0f} mL of tissue, {bone_ml:.1f} mL of bone); "
+                         "IACSeg needs a non-contrast head CT that shows the skull base")
+    width = _largest_width_mm(a)
+    if width > BODY_WIDTH_MM and a.skull_choice != "encloses_brain":
+        raise InputError(f"this looks like a body CT (the body is about {width:.0f} mm wide and no skull enclosing a "
+                         "brain was found), not a head CT; IACSeg needs a head CT that shows the skull base")
+
+
+def thick_slices(vol: CTVolume) -> Reason | None:
+    thickness = vol.metadata.get("slice_thickness_mm") or vol.grid.spacing[2]
+    spacing = float(vol.grid.spacing[2])
+    worst = max(float(thickness), spacing)
+    if worst > MAX_SLICE_MM + 1e-6:
+        return Reason("thick_slices", "review", f"slices are {worst:.1f} mm thick (more than {MAX_SLICE_MM:g} mm): "
+                      "small calcifications and landmark heights are uncertain")
+    return None
+
+
+def contrast_volume_ml(vol: CTVolume, a: CoarseHead, z_from_mm: float | None) -> float:
+    """mL of 180–600 HU voxels inside the skull, ≥ 2 voxels from denser bone, within 50 mm above ``z_from_mm``."""
+    g = vol.grid
+    z = g.origin[2] + np.arange(g.shape[0]) * g.spacing[2]
+    lo = -np.inf if z_from_mm is None else z_from_mm
+    ks = np.flatnonzero((z >= lo) & (z <= lo + CONTRAST_SPAN_MM)) if z_from_mm is not None else np.arange(len(z))
+    if ks.size == 0 or not a.skull_filled.any():
+        return 0.0
+    inside = a.skull_filled & ~ndimage.binary_dilation(a.skull, iterations=1)
+    inside = upsample_mask(inside, a.factors, g.shape)
+    total = 0
+    step = 2 if min(g.spacing[:2]) < 0.6 else 1  # every other row/column on fine matrices: fast, same estimate
+    for k in ks:
+        hu = vol.hu[k, ::step, ::step]
+        inn = inside[k, ::step, ::step]
+        if not inn.any():
+            continue
+        bone = ndimage.binary_dilation(hu > CONTRAST_HU[1], iterations=2)
+        total += int(np.count_nonzero((hu >= CONTRAST_HU[0]) & (hu <= CONTRAST_HU[1]) & inn & ~bone))
+    return total * step * step * g.voxel_volume_mm3 / 1000.0
+
+
+def contrast_enhanced(vol: CTVolume, a: CoarseHead, z_from_mm: float | None) -> Reason | None:
+    ml = contrast_volume_ml(vol, a, z_from_mm)
+    if ml > CONTRAST_LIMIT_ML:
+        return Reason("contrast_enhanced", "review", f"{ml:.1f} mL of 180–600 HU inside the skull above the skull "
+                      "base: the vessels look contrast-enhanced, and calcium cannot be told from contrast")
+    return None
+
+
+def head_found(a: CoarseHead) -> Reason | None:
+    if a.skull_choice != "encloses_brain":
+        return Reason("not_head_ct", "review", "no skull enclosing the brain was found: is this a head CT "
+                      "covering the skull base?")
+    return None

@@ -88,8 +88,21 @@ def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
                          "for the landmarks model")
     hp = {"epochs": args.epochs, "device": args.device, "seed": args.seed, "batch": args.batch, "lr": args.lr,
           "steps_per_epoch": args.steps_per_epoch, "patch": tuple(args.patch) if args.patch else None,
-          "name": args.name, "version": args.version, **network}
+          "name": args.name, "version": args.version, "augment": args.augment,
+          "checkpoint_every": _checkpoint_every(args.checkpoint_every), "resume": True if args.resume else None,
+          **network}
     return {k: v for k, v in hp.items() if v is not None}
+
+
+def _checkpoint_every(text: str | None) -> str | int | None:
+    """--checkpoint-every: "epoch", "none" or a number of optimiser steps."""
+    from ..errors import InputError
+
+    if text is None or text in ("epoch", "none"):
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise InputError(f"--checkpoint-every takes 'epoch', 'none' or a number of steps ≥ 1, not {text!r}")
+    return int(text)
 
 
 def _check_segmenter_network(hp: dict[str, Any], init_dir: Path | None) -> None:
@@ -213,5 +226,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="segmenter: training patch and inference window (slices, rows, columns)")
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=None, help="random seed of training")
+    p.add_argument("--augment", choices=("monai", "basic", "none"), default=None,
+                   help="training augmentation (default monai: spatial, kernel, noise, contrast and, for landmarks, "
+                        "slice-thickness transforms; basic: flips and HU jitter; none)")
+    p.add_argument("--checkpoint-every", default=None, metavar="N|epoch|none",
+                   help="write a checkpoint beside the output (OUTPUT.checkpoint) every N steps or each epoch "
+                        "(default epoch); it is removed once the model is written")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted training from OUTPUT.checkpoint (same data and settings)")
     p.add_argument("--progress", choices=PROGRESS_MODES, default="bar")
     p.set_defaults(func=cmd_train)

@@ -99,6 +99,7 @@ class AnatomySpec:
     sides: dict[str, SideAnatomy]
     pose: Pose
     centrelines: dict[str, Centreline] = field(default_factory=dict)
+    variant: dict | None = None     # randomised families: {"anatomy": {...}, "tissue": {...}} (None = classic)
 
     def side_heights(self, side: str) -> dict[str, float]:
         s = self.sides[side]
@@ -134,8 +135,13 @@ def _side(rng: np.random.Generator, side: str, base: dict, hx: float) -> SideAna
     )
 
 
-def random_anatomy(rng: np.random.Generator) -> AnatomySpec:
-    """Draw a phantom anatomy (sizes and positions vary by several mm between seeds)."""
+def random_anatomy(rng: np.random.Generator, variation: dict | None = None) -> AnatomySpec:
+    """Draw a phantom anatomy (sizes and positions vary by several mm between seeds).
+
+    ``variation`` (randomised families, see `style`): ``{"anatomy": {...}, "tissue": {...}}`` drawn per family;
+    it replaces head size/shape, pose, vault, scalp and bone densities and scales the skull base with the head.
+    The same draws are made with or without it (the classic stream is unchanged when it is ``None``).
+    """
     scale = float(rng.uniform(0.93, 1.06))
     hx = float(rng.uniform(10.5, 13.0))
     base = {
@@ -144,14 +150,31 @@ def random_anatomy(rng: np.random.Generator) -> AnatomySpec:
         "entry_x": rng.uniform(27.0, 32.0), "entry_y": rng.uniform(10.0, 15.0), "apex_y": rng.uniform(0.0, 3.0),
         "y_genu": rng.uniform(-17.0, -12.0), "lumen": rng.uniform(0.9, 1.1),
     }
+    va = variation["anatomy"] if variation is not None else None
+    if va is not None:
+        scale = float(va["head_scale"])
+        sb = 1.0 + 0.6 * (scale - 1.0)            # the skull base grows less than the vault
+        for k in ("z_canal", "vertical", "lacerum", "cav_rise", "genu_rise", "supra", "entry_x", "entry_y",
+                  "apex_y", "y_genu"):
+            base[k] *= sb
+        hx *= sb
     sides = {s: _side(rng, s, base, hx) for s in ("L", "R")}
     yaw, roll, pitch = rng.uniform(-8, 8), rng.uniform(-8, 8), rng.uniform(-5, 5)
+    if va is not None:
+        yaw, roll, pitch = va["yaw_deg"], va["roll_deg"], va["pitch_deg"]
     rot = rotation_matrix(yaw, roll, pitch)
     offset = np.array([rng.uniform(-15, 15), rng.uniform(-15, 15), rng.uniform(-40, 40)])
     centre = (0.0, 10.0 * scale, 12.0)
+    radii = (70.0 * scale, 90.0 * scale, 82.0 * scale)
+    if va is not None:
+        offset = np.array([va["shift_xy"][0], va["shift_xy"][1], va["shift_z"]])
+        ci = float(va["cephalic_index"])
+        length = 2.0 * 79.37 * scale / np.sqrt(ci)     # skull length (mm); width = ci * length
+        radii = (max(0.5 * ci * length, 62.0), 0.5 * length, 82.0 * scale * (0.9 + 0.12 * (ci - 0.7) / 0.2))
+        centre = (0.0, 10.0 * scale + 0.5 * length - 90.0 * scale, 12.0)
     translation = offset - rot @ np.array([0.0, centre[1], 0.0])
     spec = AnatomySpec(
-        head_scale=scale, skull_radii=(70.0 * scale, 90.0 * scale, 82.0 * scale), skull_centre=centre,
+        head_scale=scale, skull_radii=radii, skull_centre=centre,
         vault_mm=float(rng.uniform(5.5, 7.5)), scalp_mm=float(rng.uniform(4.0, 6.5)),
         sphenoid_half=(hx, float(rng.uniform(12.0, 14.0))), septum_x=float(rng.uniform(-3.0, 3.0)),
         anterior_floor_offset=float(rng.uniform(-1.0, 3.0)),
@@ -161,6 +184,12 @@ def random_anatomy(rng: np.random.Generator) -> AnatomySpec:
         texture_phase=tuple(float(v) for v in rng.uniform(0, 2 * np.pi, 3)),  # type: ignore[arg-type]
         sides=sides, pose=Pose(float(yaw), float(roll), float(pitch), rot, translation),
     )
+    if va is not None:
+        t = variation["tissue"]
+        spec.vault_mm, spec.scalp_mm = float(va["vault_mm"]), float(va["scalp_mm"])
+        spec.bone_hu = {k: float(t[k]) for k in ("cortical", "petrous", "diploe", "sphenoid", "clinoid")}
+        spec.texture_phase = tuple(va["texture_phase"][:3])  # type: ignore[assignment]
+        spec.variant = {"anatomy": dict(va), "tissue": dict(t)}
     spec.centrelines = {s: ica_centreline(sides[s]) for s in sides}
     return spec
 

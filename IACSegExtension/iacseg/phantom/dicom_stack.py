@@ -35,6 +35,7 @@ class DicomStack:
     shuffle_seed: int | None = None
     uid_seed: int = 0
     extra: dict = field(default_factory=dict)
+    kernel: str = "STANDARD"
 
     def write(self, folder: Path) -> list[Path]:
         from ..io.dicom_write import write_ct_series
@@ -43,7 +44,7 @@ class DicomStack:
                                self.pixel_spacing, slice_thickness_mm=self.slice_thickness_mm,
                                gantry_tilt_deg=self.gantry_tilt_deg, rescale_slope=1.0, rescale_intercept=-1024.0,
                                padding_value=self.padding_value, padding_mask=self.padding_mask,
-                               shuffle_seed=self.shuffle_seed, uid_seed=self.uid_seed)
+                               shuffle_seed=self.shuffle_seed, uid_seed=self.uid_seed, kernel=self.kernel)
 
 
 @dataclass

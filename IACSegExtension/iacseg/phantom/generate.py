@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from ..progress import Progress, no_progress
 from .anatomy import AnatomySpec, crossing_point, random_anatomy
 from .dicom_stack import Acquisition, DicomStack, acquisition
 from .layers import build_layers
-from .plaques import Plaque, sample_plaques
+from .plaques import BLOOD_HU, Plaque, sample_plaques
 from .render import Renderer, fov_outside_mask
 from .truth import truth_labels, truth_summary
 from .vessels import ArteryRenderer
@@ -35,7 +35,8 @@ class Phantom:
     labels: np.ndarray               # uint8 [k, j, i] 0..8 on ct.grid
     landmarks: dict[str, Landmark]   # the six, true plane heights (world z, LPS mm)
     truth: dict                      # everything written to truth.json
-    dicom: "DicomStack | None"       # only for a tilted acquisition
+    dicom: "DicomStack | None"       # a tilted acquisition, or (families) one with missing slices
+    aux: dict = field(default_factory=dict)   # sparse plaque-only rendering (plaque_only_index/_hu, blood_hu)
 
 
 def _imaging(rng: np.random.Generator, seed: int, slice_mm, matrix, fov_mm, coverage_mm, head_rest, n_plaques,
@@ -84,17 +85,39 @@ def _noise(rng: np.random.Generator, shape, sigma_hu: float) -> np.ndarray:
     return smooth * np.float32(sigma_hu / float((g ** 2).sum()))
 
 
-def make_phantom(seed: int, *, slice_mm: float | None = None, tilt_deg: float = 0.0, matrix: int = 512,
+def make_phantom(seed: int, *, family: str | None = None, truncate: str | None = None,
+                 slice_mm: float | None = None, tilt_deg: float | None = None, matrix: int | None = None,
                  fov_mm: float | None = None, coverage_mm: float | None = None, head_rest: bool | None = None,
                  n_plaques: int | None = None, noise_hu: float | None = None,
                  progress: Progress = no_progress) -> Phantom:
-    """A deterministic synthetic head CT (HU) with exact truth; same seed and options → identical arrays.
+    """A deterministic synthetic head CT (HU) with exact truth; same seed, family and options → identical arrays.
 
-    ``slice_mm``: slice thickness = spacing (mm; default random in 0.625–5). ``tilt_deg``: gantry tilt about the
-    left-right axis (the CT is then on the tilt-corrected grid and ``dicom`` holds the sheared stack).
-    ``matrix``/``fov_mm``: in-plane size (pixels) and field of view (mm). ``coverage_mm``: z extent (mm, default
-    ~150 from ≥35 mm below the carotid canal). ``noise_hu``: noise standard deviation (HU; 0 = noise-free).
+    ``family``: ``None``/``"classic"`` (the original generator, bit for bit), one of
+    `style.RANDOMISED_FAMILIES` (``soft``, ``bone``, ``thick``, ``aged``: domain-randomised appearance, anatomy
+    and acquisition), or ``"any"`` (one of those drawn from the seed). ``truncate``: ``"bottom"`` (first slice
+    between the higher carotid canal + 2 mm and the lower petrolingual − 2 mm: no cervical segment, part of the
+    petrous), ``"top"`` (last slice between the higher petrolingual + 2 mm and the lower anterior clinoid − 2 mm)
+    or ``None`` (every landmark scanned).
+    ``slice_mm``: slice thickness = spacing (mm; default random: classic 0.625–5, else the family's range).
+    ``tilt_deg``: gantry tilt about the left-right axis (default 0; families draw it), the CT is then on the
+    tilt-corrected grid and ``dicom`` holds the sheared stack. ``matrix``/``fov_mm``: in-plane size (pixels;
+    default 512 classic, else the family's) and field of view (mm). ``coverage_mm``: z extent (mm, default ~150
+    from ≥35 mm below the carotid canal). ``noise_hu``: noise standard deviation (HU; 0 = noise-free).
+    Explicit options override the family's draws.
     """
+    from .style import resolve_family
+
+    fam = resolve_family(seed, family)
+    if truncate is not None and truncate not in ("bottom", "top"):
+        raise ValueError(f"truncate must be None, 'bottom' or 'top', not {truncate!r}")
+    if fam != "classic":
+        from .randomised import make_family_phantom
+
+        opts = {"slice_mm": slice_mm, "tilt_deg": tilt_deg, "matrix": matrix, "fov_mm": fov_mm,
+                "coverage_mm": coverage_mm, "head_rest": head_rest, "n_plaques": n_plaques, "noise_hu": noise_hu}
+        return make_family_phantom(int(seed), fam, truncate, opts, progress)
+    tilt_deg = 0.0 if tilt_deg is None else tilt_deg
+    matrix = 512 if matrix is None else matrix
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(4)]
     anat = random_anatomy(streams[0])
     im = _imaging(streams[2], seed, slice_mm, matrix, fov_mm, coverage_mm, head_rest, n_plaques, noise_hu, tilt_deg)
@@ -108,6 +131,12 @@ def make_phantom(seed: int, *, slice_mm: float | None = None, tilt_deg: float = 
     margin = min(im["margin_mm"], max(5.0, 0.5 * (im["coverage_mm"] - span)))
     z_bottom = z_canal_low - margin
     n_slices = max(1, int(round(im["coverage_mm"] / im["spacing_mm"])) + 1)
+    if truncate is not None:      # classic geometry with a truncated end (extra draw on the imaging stream only)
+        from .scan_plan import plan_z, slice_normal
+
+        nrm = slice_normal(float(tilt_deg), 0.0, 0.0)
+        zp = plan_z(points, nrm, im["spacing_mm"], im["coverage_mm"], margin, truncate, float(streams[2].random()))
+        z_bottom, n_slices = zp.z_bottom, zp.n_slices
     acq = acquisition(im["matrix"], im["fov_mm"], z_bottom, n_slices, im["spacing_mm"], im["thickness_mm"], tilt_deg)
 
     layers = build_layers(anat, _head_rest(anat, im))
@@ -135,13 +164,23 @@ def make_phantom(seed: int, *, slice_mm: float | None = None, tilt_deg: float = 
                 "manufacturer": "IACSeg phantom", "corrections": [], "warnings": [], "phantom_seed": int(seed)}
     ct = CTVolume(hu, acq.grid, metadata)
     truth = _truth_document(seed, im, anat, plaques, acq, labels, excess, pid, hu, landmarks, tilt_deg)
-    return Phantom(ct=ct, labels=labels, landmarks=landmarks, truth=truth, dicom=dicom)
+    mid = pose.translation
+    t = np.radians(float(tilt_deg))
+    z_mid = [float(z_bottom + k * im["spacing_mm"] + mid[1] * np.tan(t)) for k in (0, n_slices - 1)]
+    truth.update({"family": "classic", "truncate": truncate, "coverage_z_mm": z_mid,
+                  "style": {"imaging": {k: (v if not isinstance(v, np.generic) else v.item())
+                                        for k, v in im["draws"].items()}}})
+    from .randomised import _plaque_only
+
+    return Phantom(ct=ct, labels=labels, landmarks=landmarks, truth=truth, dicom=dicom,
+                   aux=_plaque_only(excess, BLOOD_HU))
 
 
 def _truth_document(seed, im, anat: AnatomySpec, plaques: list[Plaque], acq: Acquisition, labels, excess, pid, hu,
-                    landmarks, tilt_deg) -> dict:
+                    landmarks, tilt_deg, blood_hu: float | None = None) -> dict:
     pose = anat.pose
-    records, seg_vol = truth_summary(labels, excess, pid, hu, plaques, acq.grid, pose.to_world)
+    blood = BLOOD_HU if blood_hu is None else blood_hu
+    records, seg_vol = truth_summary(labels, excess, pid, hu, plaques, acq.grid, pose.to_world, blood)
     options = {k: im[k] for k in ("thickness_mm", "spacing_mm", "fov_mm", "matrix", "noise_hu", "head_rest",
                                   "n_plaques", "coverage_mm", "tilt_deg", "padding_value")}
     return {
@@ -189,14 +228,17 @@ def _axial_dicom(phantom: Phantom) -> DicomStack:
     g = phantom.ct.grid
     k = np.arange(g.shape[0])[:, None]
     positions = np.asarray(g.origin) + k * g.spacing[2] * g.slice_normal
+    dirs = g.direction_matrix
     opts = phantom.truth["options"]
     pad = opts.get("padding_value")
     mask = None
     if pad is not None:
         mask = phantom.ct.hu <= -1000.0 + 1e-3
-    return DicomStack(phantom.ct.hu, positions, (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (g.spacing[1], g.spacing[0]),
+    return DicomStack(phantom.ct.hu, positions, tuple(float(v) for v in dirs[:, 0]),
+                      tuple(float(v) for v in dirs[:, 1]), (g.spacing[1], g.spacing[0]),
                       phantom.truth["slice_thickness_mm"], 0.0, padding_value=pad, padding_mask=mask,
-                      shuffle_seed=int(phantom.truth["seed"]) + 1, uid_seed=int(phantom.truth["seed"]))
+                      shuffle_seed=int(phantom.truth["seed"]) + 1, uid_seed=int(phantom.truth["seed"]),
+                      kernel=str(phantom.ct.metadata.get("kernel", "STANDARD")))
 
 
 def generate_cases(out_dir: Path, seed: int, count: int = 1, *, dicom: bool = False,

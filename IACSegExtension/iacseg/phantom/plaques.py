@@ -46,8 +46,10 @@ class Plaque:
         return (m - 1.0) * min(self.a_arc, self.a_circ, self.a_rad)
 
 
-def sample_plaques(a: AnatomySpec, rng: np.random.Generator, n: int) -> list[Plaque]:
-    """Draw ``n`` plaques on the two ICAs (volumes ~1.5–45 mm³, 150–1500 HU)."""
+def sample_plaques(a: AnatomySpec, rng: np.random.Generator, n: int,
+                   volume_range: tuple[float, float] = (1.5, 45.0), hu_power: float = 1.4) -> list[Plaque]:
+    """Draw ``n`` plaques on the two ICAs (volumes log-uniform in ``volume_range`` mm³, default 1.5–45;
+    density ``150 + 1350·u^hu_power`` HU, so a smaller ``hu_power`` gives denser plaques)."""
     out: list[Plaque] = []
     for pid in range(1, n + 1):
         part = int(rng.choice(4, p=PART_PROBABILITY))
@@ -59,8 +61,8 @@ def sample_plaques(a: AnatomySpec, rng: np.random.Generator, n: int) -> list[Pla
                   3: (sd.z_clinoid + 1.0, sd.z_terminal - 1.0)}[part]
         cand = np.flatnonzero((c.part != BRANCH) & (z >= lo) & (z <= hi))
         idx = int(rng.choice(cand))
-        volume = float(np.exp(rng.uniform(np.log(1.5), np.log(45.0))))
-        hu = float(150.0 + 1350.0 * rng.random() ** 1.4)
+        volume = float(np.exp(rng.uniform(np.log(volume_range[0]), np.log(volume_range[1]))))
+        hu = float(150.0 + 1350.0 * rng.random() ** hu_power)
         a_rad = float(rng.uniform(0.35, 0.75))
         if part == PETROUS:
             rho0 = float(c.canal_r[idx] + 0.1 - a_rad)

@@ -56,14 +56,24 @@ def _corners(lo, hi) -> np.ndarray:
 class Renderer:
     """Paints `Layer`s and `ArteryRenderer`s onto slice planes."""
 
-    def __init__(self, layers: Sequence[Layer], arteries: Sequence[ArteryRenderer], pose: Pose):
+    def __init__(self, layers: Sequence[Layer], arteries: Sequence[ArteryRenderer], pose: Pose, warp=None):
+        """``warp`` (randomised families): a `warp.SmoothWarp`; head-frame layers are painted at the warped
+        coordinates (their boxes grown by its largest displacement). ``None`` renders as the classic phantom."""
         self.layers = list(layers)
         self.arteries = list(arteries)
         self.pose = pose
-        self.corners = np.stack([_corners(l.lo, l.hi) for l in self.layers])    # (nL, 8, 3)
+        self.warp = warp
+        pad = warp.max_mm + 1.0 if warp is not None else 0.0
+        self.corners = np.stack([_corners(np.subtract(l.lo, 0.0 if l.world else pad),
+                                          np.add(l.hi, 0.0 if l.world else pad)) for l in self.layers]) \
+            if warp is not None else np.stack([_corners(l.lo, l.hi) for l in self.layers])    # (nL, 8, 3)
         self.is_world = np.array([l.world for l in self.layers])
+        self.rigid = [l.world or (warp is not None and warp.is_rigid(l.lo, l.hi)) for l in self.layers]
+        self._interp: dict = {}
 
     def _coarse(self, origin: np.ndarray, st: PlaneStack, width: float) -> np.ndarray:
+        if self.warp is not None:
+            return self._coarse_warped(origin, st, width)
         r, t = self.pose.rotation, self.pose.translation
         out = np.full((st.nj, st.ni), AIR, np.float32)
         frames = {False: (r.T @ (origin - t), r.T @ st.row * st.dx, r.T @ st.col * st.dy, r.T @ st.normal),
@@ -85,6 +95,60 @@ class Renderer:
             x = np.float32(a[0]) + ii * np.float32(bi[0]) + jj * np.float32(bj[0])
             y = np.float32(a[1]) + ii * np.float32(bi[1]) + jj * np.float32(bj[1])
             z = np.float32(a[2]) + ii * np.float32(bi[2]) + jj * np.float32(bj[2])
+            sub = out[j0:j1, i0:i1]
+            for occ, hu in layer.paint(x, y, z, width):
+                sub += occ * (hu - sub)
+        return out
+
+    def _displacement(self, a, bi, bj, st: PlaneStack, step: int = 8):
+        """Warp displacement over the whole slice: evaluated every ``step`` pixels, bilinearly interpolated."""
+        key = (st.ni, st.nj, step)
+        if key not in self._interp:
+            mats = []
+            for n in (st.nj, st.ni):
+                nc = (n - 1) // step + 2
+                pos = np.arange(n) / step
+                i0 = np.minimum(pos.astype(int), nc - 2)
+                t = pos - i0
+                m = np.zeros((n, nc), np.float32)
+                m[np.arange(n), i0] = 1 - t
+                m[np.arange(n), i0 + 1] = t
+                mats.append(m)
+            self._interp[key] = mats
+        mj, mi = self._interp[key]
+        jc = np.arange(mj.shape[1], dtype=np.float32)[:, None] * step
+        ic = np.arange(mi.shape[1], dtype=np.float32)[None, :] * step
+        pts = [np.float32(a[c]) + ic * np.float32(bi[c]) + jc * np.float32(bj[c]) for c in range(3)]
+        return [mj @ d @ mi.T for d in self.warp.displacement(*pts)]
+
+    def _coarse_warped(self, origin: np.ndarray, st: PlaneStack, width: float) -> np.ndarray:
+        r, t = self.pose.rotation, self.pose.translation
+        out = np.full((st.nj, st.ni), AIR, np.float32)
+        frames = {False: (r.T @ (origin - t), r.T @ st.row * st.dx, r.T @ st.col * st.dy, r.T @ st.normal),
+                  True: (origin, st.row * st.dx, st.col * st.dy, st.normal)}
+        disp = self._displacement(*frames[False][:3], st)
+        ii_all = np.arange(st.ni, dtype=np.float32)
+        jj_all = np.arange(st.nj, dtype=np.float32)
+        for n, layer in enumerate(self.layers):
+            world = bool(self.is_world[n])
+            a, bi, bj, nn = frames[world]
+            rel = self.corners[n] - a
+            h = rel @ nn
+            if h.min() > 0 or h.max() < 0:
+                continue
+            ci, cj = rel @ bi / (bi @ bi), rel @ bj / (bj @ bj)
+            i0, i1 = max(int(np.floor(ci.min())), 0), min(int(np.ceil(ci.max())) + 1, st.ni)
+            j0, j1 = max(int(np.floor(cj.min())), 0), min(int(np.ceil(cj.max())) + 1, st.nj)
+            if i0 >= i1 or j0 >= j1:
+                continue
+            ii, jj = ii_all[None, i0:i1], jj_all[j0:j1, None]
+            x = np.float32(a[0]) + ii * np.float32(bi[0]) + jj * np.float32(bj[0])
+            y = np.float32(a[1]) + ii * np.float32(bi[1]) + jj * np.float32(bj[1])
+            z = np.float32(a[2]) + ii * np.float32(bi[2]) + jj * np.float32(bj[2])
+            if not self.rigid[n]:
+                x = x + disp[0][j0:j1, i0:i1]
+                y = y + disp[1][j0:j1, i0:i1]
+                z = z + disp[2][j0:j1, i0:i1]
             sub = out[j0:j1, i0:i1]
             for occ, hu in layer.paint(x, y, z, width):
                 sub += occ * (hu - sub)

@@ -17,9 +17,9 @@ from .anatomy import PART_NAMES
 from .plaques import BLOOD_HU, Plaque
 
 
-def calcified_mask(excess: np.ndarray) -> np.ndarray:
-    """bool ``[k, j, i]``: plaque-only value ≥ 130 HU, minus 26-connected single voxels."""
-    mask = excess >= (CALCIUM_HU - BLOOD_HU)
+def calcified_mask(excess: np.ndarray, blood_hu: float = BLOOD_HU) -> np.ndarray:
+    """bool ``[k, j, i]``: plaque-only value (``blood_hu + excess``) ≥ 130 HU, minus 26-connected single voxels."""
+    mask = excess >= (CALCIUM_HU - blood_hu)
     if not mask.any():
         return mask
     lo = np.argwhere(mask).min(axis=0)
@@ -41,9 +41,9 @@ def part_of_height(z: np.ndarray, heights: dict[str, float]) -> np.ndarray:
 
 
 def truth_labels(excess: np.ndarray, plaque_id: np.ndarray, plaques: list[Plaque], grid: Grid,
-                 heights: dict[str, dict[str, float]]) -> np.ndarray:
+                 heights: dict[str, dict[str, float]], blood_hu: float = BLOOD_HU) -> np.ndarray:
     """uint8 label map 0..8 on ``grid``; ``heights[side][kind]`` are the true world landmark heights (mm)."""
-    mask = calcified_mask(excess)
+    mask = calcified_mask(excess, blood_hu)
     labels = np.zeros(mask.shape, np.uint8)
     kji = np.argwhere(mask)
     if len(kji) == 0:
@@ -61,7 +61,8 @@ def truth_labels(excess: np.ndarray, plaque_id: np.ndarray, plaques: list[Plaque
 
 
 def truth_summary(labels: np.ndarray, excess: np.ndarray, plaque_id: np.ndarray, hu: np.ndarray,
-                  plaques: list[Plaque], grid: Grid, pose_to_world) -> tuple[list[dict], dict[str, float]]:
+                  plaques: list[Plaque], grid: Grid, pose_to_world, blood_hu: float = BLOOD_HU,
+                  ) -> tuple[list[dict], dict[str, float]]:
     """Per-plaque records and per-segment truth volumes (mm³) for truth.json."""
     vox = grid.voxel_volume_mm3
     counts = np.bincount(labels.ravel(), minlength=9)
@@ -74,10 +75,11 @@ def truth_summary(labels: np.ndarray, excess: np.ndarray, plaque_id: np.ndarray,
         if n:
             major = int(np.bincount(seg_labels).argmax())
             segment = SEGMENTS[major]
-            peak = float((BLOOD_HU + excess[sel]).max())
+            peak = float((blood_hu + excess[sel]).max())
             centroid = grid.kji_to_world(np.argwhere(sel)).mean(axis=0).tolist()
         else:
-            segment, peak, centroid = f"{p.side}_{p.part}", float(BLOOD_HU + excess[plaque_id == p.id].max(initial=0)), None
+            segment, centroid = f"{p.side}_{p.part}", None
+            peak = float(blood_hu + excess[plaque_id == p.id].max(initial=0))
         records.append({
             "id": p.id, "side": p.side, "segment": segment, "part": p.part,
             "center_lps": [float(v) for v in pose_to_world(p.centre_head)],
@@ -85,3 +87,24 @@ def truth_summary(labels: np.ndarray, excess: np.ndarray, plaque_id: np.ndarray,
             "density_hu": p.hu, "peak_hu": peak, "semi_axes_mm": [p.a_arc, p.a_circ, p.a_rad],
         })
     return records, seg_vol
+
+
+def spread_plaque_ids(excess: np.ndarray, plaque_id: np.ndarray, blood_hu: float = BLOOD_HU) -> np.ndarray:
+    """Plaque ids for voxels a reconstruction kernel pushed over the threshold outside their plaque's own
+    voxels: each takes the id of the nearest voxel with an id in its own slice (the kernel is in-plane)."""
+    need = (excess >= (CALCIUM_HU - blood_hu)) & (plaque_id == 0)
+    if not need.any():
+        return plaque_id
+    has = plaque_id > 0
+    if not has.any():
+        return plaque_id
+    pts = np.argwhere(need | has)
+    lo, hi = pts.min(axis=0), pts.max(axis=0) + 1
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    sub = plaque_id[box]
+    _, idx = ndimage.distance_transform_edt(sub == 0, sampling=(1e3, 1.0, 1.0), return_indices=True)
+    nearest = sub[tuple(idx)]
+    out = plaque_id.copy()
+    out_box = out[box]
+    out_box[need[box]] = nearest[need[box]]
+    return out

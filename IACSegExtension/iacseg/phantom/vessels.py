@@ -36,8 +36,13 @@ class FinePixels:
 class ArteryRenderer:
     """Fine rendering of one side's ICA (with its plaques) at arbitrary slice planes (world LPS)."""
 
-    def __init__(self, centreline: Centreline, plaques: list[Plaque], pose: Pose, z_canal: float):
+    def __init__(self, centreline: Centreline, plaques: list[Plaque], pose: Pose, z_canal: float,
+                 tissue: dict | None = None):
+        """``tissue`` (randomised families) overrides the HU of ``fat``, ``wall``, ``canal`` and ``blood``."""
         c = centreline
+        t = tissue or {}
+        self.fat_hu, self.canal_hu = float(t.get("fat", FAT_HU)), float(t.get("canal", CANAL_HU))
+        self.wall_hu, self.blood_hu = float(t.get("wall", WALL_HU)), float(t.get("blood", BLOOD_HU))
         self.c = c
         self.pose = pose
         self.z_canal = z_canal
@@ -95,10 +100,10 @@ class ArteryRenderer:
             transmit = transmit * (1.0 - occ)
 
         fat = occupancy(np.abs(d - (c.outer_r[idx] + 2.0)) - 1.0, w) * ((part == CERVICAL) & (z_head < self.z_canal - 1.5))
-        layer(fat, FAT_HU)
-        layer(occupancy(d - c.canal_r[idx], w) * (part == PETROUS), CANAL_HU)
-        layer(occupancy(d - c.outer_r[idx], w), WALL_HU)
-        layer(occupancy(d - c.lumen_r[idx], w), BLOOD_HU)
+        layer(fat, self.fat_hu)
+        layer(occupancy(d - c.canal_r[idx], w) * (part == PETROUS), self.canal_hu)
+        layer(occupancy(d - c.outer_r[idx], w), self.wall_hu)
+        layer(occupancy(d - c.lumen_r[idx], w), self.blood_hu)
         m = len(ii)
         excess = np.zeros(m)
         pid = np.zeros(m, np.int16)
@@ -116,7 +121,7 @@ class ArteryRenderer:
             occ = np.zeros(len(q))
             occ[near] = occ_near
             layer(occ, p.hu)
-            ex = (occ * (p.hu - BLOOD_HU)).reshape(m, -1).mean(axis=1)
+            ex = (occ * (p.hu - self.blood_hu)).reshape(m, -1).mean(axis=1)
             excess += ex
             better = ex > best
             pid[better], best[better] = p.id, ex[better]

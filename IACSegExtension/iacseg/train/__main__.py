@@ -33,6 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument("--name")
     parser.add_argument("--version")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT.checkpoint after an interruption")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                         help="any other hyper-parameter, e.g. --set features=[8,16,32,64]")
     args = parser.parse_args(argv)
@@ -53,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         from .landmarks import train_landmarks as train
     out = train(data, args.out, device=args.device, seed=args.seed, val_fraction=args.val_fraction,
-                progress=progress, **hp)
+                progress=progress, resume=args.resume, **hp)
     from .distributed import is_main
 
     if is_main():  # under torchrun the other ranks return the same folder silently

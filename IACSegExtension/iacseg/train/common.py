@@ -90,13 +90,25 @@ def model_card(title: str, config: dict[str, Any], intended: str, method: str) -
         "## Training data", "", str(config.get("training", {}).get("data", "")), "",
         f"Data hash: `{config.get('training', {}).get('data_hash', '')}`.", "",
         "## Hyper-parameters", "", "```json", json.dumps(hp, indent=2, default=str), "```", "",
-        "## Validation metrics (held-out cases)", "",
     ]
+    lines += _augmentation_lines(config.get("training", {}).get("augmentation"))
+    lines += ["## Validation metrics (held-out cases)", ""]
     lines += [f"- {k}: {v:.4g}" if isinstance(v, float) else f"- {k}: {v}" for k, v in metrics.items()] or ["- none"]
     lines += ["", "## Limitations", "",
               "Trained only on synthetic phantoms; real scanners, pathology, motion and metal are not "
               "represented. Retrain on reviewed local data (`iacseg train`) before any research use.", ""]
     return "\n".join(lines)
+
+
+def _augmentation_lines(aug: dict[str, Any] | None) -> list[str]:
+    """The model card's augmentation section (empty when the config records none)."""
+    if not aug:
+        return []
+    lines = ["## Augmentation", "", f"Mode `{aug.get('mode')}`" + (":" if aug.get("transforms") else "."), ""]
+    lines += [f"- {t['name']} (p = {t['p']:g}): {t['what']}" for t in aug.get("transforms", [])]
+    if aug.get("labels"):
+        lines += ["", f"Labels: {aug['labels']}."]
+    return lines + [""]
 
 
 def training_record(cfg: dict[str, Any], data: Any, phantom_options: dict[str, Any] | None, cases: Sequence[Any],

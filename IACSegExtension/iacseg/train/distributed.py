@@ -201,3 +201,19 @@ def max_parameter_difference(model: nn.Module) -> float:
 def parameters_in_sync(model: nn.Module, atol: float = 0.0) -> bool:
     """True when every rank holds the same parameters as rank 0 (within ``atol``). Every rank must call it."""
     return max_parameter_difference(model) <= atol
+
+
+def all_gather_text(text: str) -> list[str]:
+    """Every rank's ``text``, in rank order, on every rank (``[text]`` in a single process). Every rank must call
+    it. Used to collect each rank's random-generator state into rank 0's checkpoint."""
+    if not _active():
+        return [text]
+    data = torch.tensor(list(text.encode("utf-8")), dtype=torch.uint8, device=_comm_device())
+    sizes = [torch.zeros(1, dtype=torch.int64, device=_comm_device()) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, torch.tensor([data.numel()], dtype=torch.int64, device=_comm_device()))
+    longest = max(int(s.item()) for s in sizes)
+    padded = torch.zeros(longest, dtype=torch.uint8, device=_comm_device())
+    padded[:data.numel()] = data
+    parts = [torch.zeros(longest, dtype=torch.uint8, device=_comm_device()) for _ in sizes]
+    dist.all_gather(parts, padded)
+    return [bytes(p[:int(s.item())].cpu().tolist()).decode("utf-8") for p, s in zip(parts, sizes)]

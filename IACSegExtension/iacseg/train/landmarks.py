@@ -2,9 +2,11 @@
 
 Each case is reduced once — by the inference input function `iacseg.models.localiser.localiser_input` — to
 an int16 HU view ``[D, S, S]`` (all native slices, plane-centred in-plane view) and six target slices
-k* = ceil((z − z0)/sk). Augmentation: random z-crops that keep every target inside (so the padding amount,
-hence absolute position, changes), in-plane shifts, HU scale/offset/noise. Loss: per-landmark cross-entropy
-over slices (summed). Validation: MAE in slices and the share within ±1 slice (argmax).
+k* = ceil((z − z0)/sk) (and each landmark's exact position (z − z0)/sk, for re-gridding). Augmentation
+(`iacseg.train.augment`): slice-thickness simulation (targets and spacing recomputed on the thick grid:
+`iacseg.train.slice_thickness`), random z-crops that keep every target inside (so the padding amount, hence
+absolute position, changes), an in-plane affine and MONAI appearance transforms per case. Loss: per-landmark
+cross-entropy over slices (summed). Validation: MAE in slices and the share within ±1 slice (argmax).
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ from ..models.localiser import DEFAULT_LOCALISER_INPUT, localiser_input
 from ..models.registry import save_model
 from ..errors import InputError
 from ..progress import Progress, no_progress
+from .augment import ViewAugmenter, augment_settings, describe_augmentation
+from .checkpoint import Checkpointer, LoopState, fingerprint, interval, restore_rng
 from .common import lr_at, model_card, model_identity, seed_everything, split_cases, training_record
 from .data import case_plane, is_prepared, iter_cases, landmark_slices
+from .slice_thickness import choose_thickness, thicken
 from .distributed import (DistContext, all_reduce_mean, barrier, parameters_in_sync, wrap_model)
 from .distributed import session as distributed_session
 
@@ -36,32 +41,46 @@ LANDMARK_DEFAULTS: dict[str, Any] = {
     "encoder_features": (16, 32, 48, 64, 96), "dim": 128, "depth": 4, "heads": 4, "conv_kernel": 5,
     "max_slices": 320, "positional": "sinusoidal", "use_cls": False, "spacing_embedding": True, "dropout": 0.1,
     "fov_mm": 160.0, "size": 128, "crop_probability": 0.8, "crop_margin_slices": 3, "shift_pixels": 8,
-    "name": "dst-demo", "version": "1.0",
+    "augment": "monai", "augment_p": None, "checkpoint_every": "epoch", "name": "dst-demo", "version": "1.0",
 }
 
 
 @dataclass
 class LandmarkCase:
-    """Cached DST input of one case: HU view (int16 ``[D, S, S]``), targets (slices in the view), slice spacing."""
+    """Cached DST input of one case: HU view (int16 ``[D, S, S]``), targets (slices in the view), slice spacing and
+    each landmark's exact position (z − z0)/sk in slices of the view (target = ceil(position) before clipping;
+    None in caches made before it was kept: then target − 0.5, the plane height of the target slice)."""
 
     name: str
     view: np.ndarray
     targets: np.ndarray
     spacing_mm: float
+    positions: np.ndarray | None = None
 
 
 def prepare_landmark_case(case: Any, input_cfg: dict[str, Any], max_slices: int) -> LandmarkCase:
     """Reduce a case to its cached DST input (targets outside the view are clipped to its ends)."""
     view, offset = localiser_input(case.ct, case_plane(case), input_cfg, max_slices)
     targets = np.clip(landmark_slices(case, LANDMARKS) - offset, 0, view.shape[0] - 1)
+    z0, sk = float(case.ct.grid.origin[2]), float(case.ct.grid.spacing[2])
+    positions = np.array([(case.landmarks[n].z_mm - z0) / sk - offset for n in LANDMARKS], dtype=np.float64)
     hu = view.round().clamp(-1024, 3071).to(torch.int16).cpu().numpy()
-    return LandmarkCase(case.name, hu, targets, float(case.ct.grid.spacing[2]))
+    return LandmarkCase(case.name, hu, targets, sk, positions)
+
+
+def case_positions(c: LandmarkCase) -> np.ndarray:
+    """Each landmark's position in slices of the view (the target's plane height when not kept)."""
+    return np.asarray(c.positions, dtype=np.float64) if c.positions is not None else c.targets - 0.5
 
 
 def random_crop(c: LandmarkCase, rng: np.random.Generator, margin: int) -> tuple[int, int]:
     """Slice range [a, b) keeping every target at least ``margin`` slices from the cut ends."""
-    lo, hi = int(c.targets.min()), int(c.targets.max())
-    D = c.view.shape[0]
+    return crop_range(c.targets, c.view.shape[0], rng, margin)
+
+
+def crop_range(targets: np.ndarray, D: int, rng: np.random.Generator, margin: int) -> tuple[int, int]:
+    """`random_crop` of a view of ``D`` slices with these ``targets``."""
+    lo, hi = int(targets.min()), int(targets.max())
     a = int(rng.integers(0, max(0, lo - margin) + 1))
     b = int(rng.integers(min(D, hi + margin + 1), D + 1))
     return a, max(b, a + 1)
@@ -78,18 +97,30 @@ def shift_in_plane(view: torch.Tensor, dy: int, dx: int, fill: float = -1024.0) 
 
 
 def training_sample(c: LandmarkCase, rng: np.random.Generator, cfg: dict[str, Any], input_cfg: dict[str, Any],
-                    device: torch.device) -> tuple[torch.Tensor, np.ndarray]:
-    """One augmented (input ``[C, D', S, S]``, targets) pair."""
-    a, b = (0, c.view.shape[0])
+                    device: torch.device, augmenter: ViewAugmenter | None = None
+                    ) -> tuple[torch.Tensor, np.ndarray, float]:
+    """One augmented (input ``[C, D', S, S]``, targets, slice spacing mm) triple (`iacseg.train.augment`)."""
+    aug = augmenter or ViewAugmenter(cfg)
+    view, targets, spacing = c.view, c.targets, float(c.spacing_mm)
+    if aug.mode == "monai" and rng.random() < aug.p["slice_thickness"]:
+        choice = choose_thickness(rng, view.shape[0], spacing)
+        if choice is not None:
+            m, phase = choice
+            view, _, targets = thicken(view, case_positions(c), m, phase)
+            spacing *= m
+    a, b = (0, view.shape[0])
     if rng.random() < cfg["crop_probability"]:
-        a, b = random_crop(c, rng, cfg["crop_margin_slices"])
-    view = torch.from_numpy(c.view[a:b].astype(np.float32)).to(device)
-    s = int(cfg["shift_pixels"])
-    if s:
-        view = shift_in_plane(view, int(rng.integers(-s, s + 1)), int(rng.integers(-s, s + 1)))
-    view = view * float(rng.uniform(0.96, 1.04)) + float(rng.uniform(-15, 15))
-    view = view + float(rng.uniform(0, 10)) * torch.randn_like(view)
-    return window_channels(view, input_cfg["windows_hu"]), c.targets - a
+        a, b = crop_range(targets, view.shape[0], rng, cfg["crop_margin_slices"])
+    hu = torch.from_numpy(view[a:b].astype(np.float32)).to(device)
+    if aug.mode == "monai":
+        hu = aug(hu, rng)
+    elif aug.mode == "basic":
+        s = int(cfg["shift_pixels"])
+        if s:
+            hu = shift_in_plane(hu, int(rng.integers(-s, s + 1)), int(rng.integers(-s, s + 1)))
+        hu = hu * float(rng.uniform(0.96, 1.04)) + float(rng.uniform(-15, 15))
+        hu = hu + float(rng.uniform(0, 10)) * torch.randn_like(hu)
+    return window_channels(hu, input_cfg["windows_hu"]), targets - a, spacing
 
 
 def evaluate_landmarks(model: DepthSequenceTransformer, cases: Sequence[LandmarkCase], input_cfg: dict[str, Any],
@@ -141,25 +172,29 @@ def train_landmarks(data: Any, out_dir: str | Path, *, epochs: int = 150, batch:
                     device: Any = "auto", seed: int = 0, val_fraction: float = 0.1, val_every: int = 5,
                     progress: Progress = no_progress, phantom_options: dict[str, Any] | None = None,
                     val_data: Any = None, init: str | Path | None = None, name: str | None = None,
-                    version: str | None = None, **hp: Any) -> Path:
+                    version: str | None = None, resume: bool = False, **hp: Any) -> Path:
     """Train a DST landmark localiser and save it as a model folder at ``out_dir`` (returns its path).
 
     One epoch = every training case once (shuffled) in batches of ``batch``. ``val_data``: the validation cases;
     when given, all of ``data`` trains (no random split). ``init``: a landmarks model folder to fine-tune (its
     architecture, field of view and weights). ``name``/``version`` default to "dst-demo" "1.0", or for a
     fine-tune to the parent's name and its version's last number + 1. Other keys of `LANDMARK_DEFAULTS`
-    (architecture, fov_mm, size, augmentation) may be given. Under ``torchrun`` every rank runs the same steps on
-    its own shuffles (DDP; effective batch = ``batch`` × world size); rank 0 validates and saves."""
+    (architecture, fov_mm, size, crop and shift, augment, augment_p, checkpoint_every) may be given; ``augment``:
+    "monai" | "basic" | "none" (`iacseg.train.augment`). A checkpoint is kept in ``<out_dir>.checkpoint`` every
+    ``checkpoint_every`` steps or each epoch; ``resume=True`` continues from it (`iacseg.train.checkpoint`).
+    Under ``torchrun`` every rank runs the same steps on its own shuffles (DDP; effective batch = ``batch`` ×
+    world size); rank 0 validates and saves."""
     cfg = {**LANDMARK_DEFAULTS, **hp, "epochs": epochs, "batch": batch, "lr": lr, "seed": seed,
            "val_fraction": val_fraction, "val_every": val_every}
+    augment_settings(cfg, "landmarks"), interval(cfg["checkpoint_every"])  # refuse bad values before any work
     with distributed_session(device) as ctx:
         return _fit(ctx, data, Path(out_dir), cfg, progress if ctx.is_main else no_progress, phantom_options,
-                    val_data, init, name, version)
+                    val_data, init, name, version, resume)
 
 
 def _fit(ctx: DistContext, data: Any, out_dir: Path, cfg: dict[str, Any], progress: Progress,
          phantom_options: dict[str, Any] | None, val_data: Any, init_dir: str | Path | None, name: str | None,
-         version: str | None) -> Path:
+         version: str | None, resume: bool) -> Path:
     epochs, batch, lr, seed, val_every = (cfg[k] for k in ("epochs", "batch", "lr", "seed", "val_every"))
     dev = ctx.device
     rng = seed_everything(seed)
@@ -190,6 +225,13 @@ def _fit(ctx: DistContext, data: Any, out_dir: Path, cfg: dict[str, Any], progre
                              "landmarks model folder made by iacseg train") from None
         cfg["parent"] = {"name": parent.get("name"), "version": parent.get("version"),  # type: ignore[union-attr]
                          "sha256": sha256_file(Path(init_dir) / "model.safetensors")}
+    augmenter = ViewAugmenter(cfg)
+    arch = {"name": "DepthSequenceTransformer", "params": {"in_channels": len(input_cfg["windows_hu"]), **net.config}}
+    ckpt = Checkpointer(out_dir, ctx, cfg["checkpoint_every"],
+                        fingerprint("landmarks", arch, input_cfg, cfg, train_cases, val_cases, ctx.world_size), cfg)
+    resumed = ckpt.start(resume, progress)
+    if resumed is not None:  # before DDP wraps the network (it copies rank 0's weights to all ranks)
+        net.load_state_dict(resumed.model)
     if ctx.enabled:  # each rank shuffles and augments on its own; DDP starts every rank from rank 0's weights
         rng = np.random.default_rng(seed + ctx.rank)
         torch.manual_seed(seed + ctx.rank)
@@ -198,21 +240,27 @@ def _fit(ctx: DistContext, data: Any, out_dir: Path, cfg: dict[str, Any], progre
     steps_per_epoch = max(1, int(np.ceil(len(train_cases) / batch)))
     total = epochs * steps_per_epoch
     amp = dev.type == "cuda"
-    best: tuple[tuple[float, float], dict[str, Any], dict[str, torch.Tensor]] | None = None
-    step, metrics = 0, {}
-    for epoch in range(epochs):
+    loop = LoopState()
+    if resumed is not None:
+        opt.load_state_dict(resumed.optimizer)
+        loop = resumed.loop
+        restore_rng(resumed.rng, rng, dev)
+        t0 = time.time() - loop.elapsed_s
+    for epoch in range(loop.epoch, epochs):
         model.train()
-        order = rng.permutation(len(train_cases))
-        losses = []
-        for s in range(steps_per_epoch):
+        if loop.step_in_epoch == 0:
+            loop.epoch, loop.losses = epoch, []
+            loop.order = rng.permutation(len(train_cases)).tolist()
+        order = loop.order or []
+        for s in range(loop.step_in_epoch, steps_per_epoch):
             chosen = [train_cases[i] for i in order[s * batch:(s + 1) * batch]]
-            samples = [training_sample(c, rng, cfg, input_cfg, dev) for c in chosen]
-            xs = [x for x, _ in samples]
-            targets = torch.tensor(np.stack([t for _, t in samples]), device=dev)
+            samples = [training_sample(c, rng, cfg, input_cfg, dev, augmenter) for c in chosen]
+            xs = [x for x, _, _ in samples]
+            targets = torch.tensor(np.stack([t for _, t, _ in samples]), device=dev)
             n_slices = torch.tensor([x.shape[1] for x in xs], device=dev)
-            spacing = torch.tensor([c.spacing_mm for c in chosen], device=dev)
+            spacing = torch.tensor([sp for _, _, sp in samples], device=dev)
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, total, lr)
+                g["lr"] = lr_at(loop.step, total, lr)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
                 logits, _ = model(xs, spacing)
             loss = landmark_loss(logits.float(), targets, n_slices)
@@ -220,18 +268,27 @@ def _fit(ctx: DistContext, data: Any, out_dir: Path, cfg: dict[str, Any], progre
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
-            losses.append(loss.item())
-            step += 1
-        epoch_loss = all_reduce_mean(float(np.mean(losses)))  # mean over ranks (this rank's alone when single)
+            loop.losses.append(loss.item())
+            loop.step, loop.step_in_epoch = loop.step + 1, s + 1
+            if ckpt.due_after_step(loop):
+                ckpt.save(loop, net, opt, rng, t0)
+        epoch_loss = all_reduce_mean(float(np.mean(loop.losses)))  # mean over ranks (this rank's alone when single)
         msg = f"epoch {epoch + 1}/{epochs} loss {epoch_loss:.4f}"
-        if ctx.is_main and val_cases and ((epoch + 1) % max(1, val_every) == 0 or epoch + 1 == epochs):
-            metrics = evaluate_landmarks(net, val_cases, input_cfg, dev)
-            msg += f" val MAE {metrics['val_mae_slices']:.2f} slices, ≤1 slice {metrics['val_within_1_slice']:.1%}"
-            key = (metrics["val_mae_slices"], -metrics["val_within_1_slice"])
-            if best is None or key < best[0]:
-                best = (key, {**metrics, "epoch": epoch + 1}, copy.deepcopy(net.state_dict()))
-        metrics["train_loss_last_epoch"] = epoch_loss
+        last = epoch + 1 == epochs
+        if ctx.is_main and val_cases and ((epoch + 1) % max(1, val_every) == 0 or last):
+            loop.metrics = evaluate_landmarks(net, val_cases, input_cfg, dev)
+            msg += (f" val MAE {loop.metrics['val_mae_slices']:.2f} slices, "
+                    f"≤1 slice {loop.metrics['val_within_1_slice']:.1%}")
+            key = [loop.metrics["val_mae_slices"], -loop.metrics["val_within_1_slice"]]
+            if loop.best_key is None or key < loop.best_key:
+                loop.best_key, loop.best_metrics = key, {**loop.metrics, "epoch": epoch + 1}
+                loop.best_state = copy.deepcopy(net.state_dict())
+        loop.metrics["train_loss_last_epoch"] = epoch_loss
+        loop.epoch, loop.step_in_epoch = epoch + 1, 0
+        if ckpt.due_after_epoch() and not last:
+            ckpt.save(loop, net, opt, rng, t0)
         progress("train", (epoch + 1) / epochs, msg)
+    metrics = loop.metrics
     if ctx.enabled and not parameters_in_sync(model):
         raise RuntimeError("the training processes ended with different weights; check that every rank runs the "
                            "same IACSeg and PyTorch versions")
@@ -239,17 +296,17 @@ def _fit(ctx: DistContext, data: Any, out_dir: Path, cfg: dict[str, Any], progre
         barrier()
         return out_dir
     final_metrics = dict(metrics)
-    if best is not None:
-        net.load_state_dict(best[2])
-        final_metrics = {**best[1], "train_loss_last_epoch": metrics.get("train_loss_last_epoch")}
+    if loop.best_state is not None and loop.best_metrics is not None:
+        net.load_state_dict(loop.best_state)
+        final_metrics = {**loop.best_metrics, "train_loss_last_epoch": metrics.get("train_loss_last_epoch")}
     record = training_record(cfg, data, phantom_options, cases if val_data is None else cases + val_cases,
                              len(train_cases), len(val_cases), t0, dev)
     record.update(world_size=ctx.world_size, effective_batch=batch * ctx.world_size,
-                  validation="given cases" if val_data is not None else "random split")
+                  validation="given cases" if val_data is not None else "random split",
+                  augmentation=describe_augmentation(cfg, "landmarks"), steps=loop.step)
     config = {
         "name": cfg["name"], "version": cfg["version"], "kind": "landmarks",
-        "architecture": {"name": "DepthSequenceTransformer",
-                         "params": {"in_channels": len(input_cfg["windows_hu"]), **net.config}},
+        "architecture": arch,
         "input": input_cfg, "landmarks": list(LANDMARKS),
         "slice_convention": "target k* = ceil((z - z0)/sk); predicted plane z = z0 + (k - 0.5)*sk",
         "n_parameters": int(sum(p.numel() for p in net.parameters())),
@@ -264,5 +321,6 @@ def _fit(ctx: DistContext, data: Any, out_dir: Path, cfg: dict[str, Any], progre
                       "slice, left-padding with attention mask, convolution-enhanced self-attention blocks, six "
                       "softmax distributions over slices trained with cross-entropy.")
     path = save_model(out_dir, net.cpu(), config, card)
+    ckpt.remove()  # only once the model folder is in place
     barrier()
     return path

@@ -4,7 +4,8 @@ crops of the CTs' own grids.
 Each case is reduced once to an int16 HU crop around the ICA region (`iacseg.preprocess.ica_region` from the
 inference plane and the truth landmarks, randomly jittered by a few mm) plus its calcium mask. Patches are
 centred on calcium (``fg_fraction``), on other ≥ 130 HU voxels — bone — (``bone_fraction``) or anywhere in the
-region; random flips and HU jitter. Loss = soft Dice (batch) + BCE, with optional deep supervision.
+region; augmentation by MONAI transforms (`iacseg.train.augment`: spatial ones move image and label alike,
+appearance ones change the image only). Loss = soft Dice (batch) + BCE, with optional deep supervision.
 Validation runs the inference path (gated sliding window + ≥ 130 HU + no single voxels) on held-out cases and
 calibrates the threshold to the smallest total volume difference (Jin et al.).
 """
@@ -28,6 +29,8 @@ from ..models.postprocess import calcium_mask
 from ..models.registry import save_model
 from ..models.segmenter import DEFAULT_SEGMENTER_INPUT, expand_box, segmenter_input
 from ..models.sliding import fit_window, sliding_window_proba
+from .augment import SegmenterAugmenter, augment_settings, describe_augmentation
+from .checkpoint import Checkpointer, LoopState, fingerprint, interval, restore_rng
 from .common import lr_at, model_card, model_identity, seed_everything, split_cases, training_record
 from .data import Case, case_plane, is_prepared, iter_cases
 from .distributed import (DistContext, all_reduce_mean, barrier, broadcast_flag, parameters_in_sync, wrap_model)
@@ -40,7 +43,8 @@ SEGMENTER_DEFAULTS: dict[str, Any] = {
     "epochs": 60, "steps_per_epoch": 100, "patch": (48, 96, 96), "batch": 2, "lr": 2e-3,
     "weight_decay": 1e-4, "val_fraction": 0.1, "val_every": 10, "features": (8, 16, 32, 64),
     "blocks": (1, 1, 2, 2), "strides": ((1, 1, 1), (1, 2, 2), (2, 2, 2), (2, 2, 2)), "deep_supervision": True,
-    "fg_fraction": 0.5, "bone_fraction": 0.35, "roi_jitter_mm": 5.0, "name": "unet-demo", "version": "1.0",
+    "fg_fraction": 0.5, "bone_fraction": 0.35, "roi_jitter_mm": 5.0, "augment": "monai", "augment_p": None,
+    "checkpoint_every": "epoch", "name": "unet-demo", "version": "1.0",
 }
 THRESHOLDS = tuple(np.round(np.arange(0.05, 0.81, 0.05), 2))
 
@@ -123,8 +127,9 @@ def _patch_size(c: SegmenterCase, patch: Sequence[int], divisor: Sequence[int]) 
 
 
 def sample_patch(c: SegmenterCase, size: Sequence[int], rng: np.random.Generator, fg_fraction: float,
-                 bone_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """One (HU patch, calcium patch) of ``size`` (k, j, i), air/zero padded where it leaves the crop."""
+                 bone_fraction: float, context: Sequence[int] = (0, 0, 0)) -> tuple[np.ndarray, np.ndarray]:
+    """One (HU patch, calcium patch) of ``size`` (k, j, i) plus ``context`` voxels on each side (for the spatial
+    augmentation), air/zero padded where it leaves the crop."""
     u = rng.random()
     if u < fg_fraction and len(c.fg_points):
         centre = c.fg_points[rng.integers(len(c.fg_points))]
@@ -133,28 +138,19 @@ def sample_patch(c: SegmenterCase, size: Sequence[int], rng: np.random.Generator
     else:
         centre = np.array([rng.integers(s.start, s.stop) for s in c.roi])
     centre = centre + rng.integers(-np.asarray(size) // 4, np.asarray(size) // 4 + 1)
-    hu = np.full(size, -1024, dtype=np.int16)
-    lab = np.zeros(size, dtype=bool)
+    full = tuple(int(p) + 2 * int(m) for p, m in zip(size, context))
+    hu = np.full(full, -1024, dtype=np.int16)
+    lab = np.zeros(full, dtype=bool)
     src, dst = [], []
-    for ax, (n, p) in enumerate(zip(c.hu.shape, size)):
-        start = int(np.clip(centre[ax] - p // 2, min(0, n - p), max(0, n - p)))
+    for ax, (n, p, m) in enumerate(zip(c.hu.shape, size, context)):
+        start = int(np.clip(centre[ax] - p // 2, min(0, n - p), max(0, n - p))) - int(m)
+        p = p + 2 * int(m)
         a, b = max(start, 0), min(start + p, n)
         src.append(slice(a, b))
         dst.append(slice(a - start, b - start))
     hu[tuple(dst)] = c.hu[tuple(src)]
     lab[tuple(dst)] = c.calcium[tuple(src)]
     return hu, lab
-
-
-def augment(hu: torch.Tensor, lab: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random flips along k, j, i and HU scale/offset/noise jitter (HU ``[B, D, H, W]``)."""
-    for axis in (1, 2, 3):
-        if rng.random() < 0.5:
-            hu, lab = hu.flip(axis), lab.flip(axis)
-    scale = torch.tensor(rng.uniform(0.96, 1.04, (hu.shape[0], 1, 1, 1)), dtype=hu.dtype, device=hu.device)
-    offset = torch.tensor(rng.uniform(-15, 15, (hu.shape[0], 1, 1, 1)), dtype=hu.dtype, device=hu.device)
-    noise = float(rng.uniform(0.0, 12.0))
-    return hu * scale + offset + noise * torch.randn_like(hu), lab
 
 
 def dice_bce_loss(outputs: torch.Tensor | list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
@@ -228,7 +224,7 @@ def train_segmenter(data: Any, out_dir: str | Path, *, epochs: int = 60, steps_p
                     seed: int = 0, val_fraction: float = 0.1, val_every: int = 10,
                     progress: Progress = no_progress, phantom_options: dict[str, Any] | None = None,
                     val_data: Any = None, init: str | Path | None = None, name: str | None = None,
-                    version: str | None = None, **hp: Any) -> Path:
+                    version: str | None = None, resume: bool = False, **hp: Any) -> Path:
     """Train a calcification segmenter and save it as a model folder at ``out_dir``.
 
     ``data``: see `iacseg.train.data`. ``patch`` (k, j, i voxels) is also the inference window (a multiple of the
@@ -241,19 +237,23 @@ def train_segmenter(data: Any, out_dir: str | Path, *, epochs: int = 60, steps_p
     (vit: its encoder weights, patch and windows; grcsf: the MAE of its residual maps). ``name``/``version`` of
     the new model default to "unet-demo" (vit: "vit-S-p8-unetr" etc., grcsf: "grcsf") "1.0", or for a fine-tune
     to the parent's name and its version's last number + 1. Other keys of `SEGMENTER_DEFAULTS`
-    (features, blocks, strides, deep_supervision, weight_decay, fg_fraction, bone_fraction, roi_jitter_mm) may
-    be given. Under ``torchrun`` the ranks train one model with DDP (`iacseg.train.distributed`; effective
-    batch = ``batch`` × world size); rank 0 validates and saves. Returns the model folder path (on every rank)."""
+    (features, blocks, strides, deep_supervision, weight_decay, fg_fraction, bone_fraction, roi_jitter_mm,
+    augment, augment_p, checkpoint_every, time_budget_s) may be given. ``augment``: "monai" | "basic" | "none"
+    (`iacseg.train.augment`). A checkpoint is kept in ``<out_dir>.checkpoint`` every ``checkpoint_every`` steps or
+    each epoch ("epoch"); ``resume=True`` continues from it (`iacseg.train.checkpoint`). Under ``torchrun`` the
+    ranks train one model with DDP (`iacseg.train.distributed`; effective batch = ``batch`` × world size); rank 0
+    validates and saves. Returns the model folder path (on every rank)."""
     cfg = {**SEGMENTER_DEFAULTS, **hp, "epochs": epochs, "steps_per_epoch": steps_per_epoch, "patch": tuple(patch),
            "batch": batch, "lr": lr, "seed": seed, "val_fraction": val_fraction, "val_every": val_every}
+    augment_settings(cfg, "segmenter"), interval(cfg["checkpoint_every"])  # refuse bad values before any work
     with distributed_session(device) as ctx:
         return _fit(ctx, data, Path(out_dir), cfg, progress if ctx.is_main else no_progress, phantom_options,
-                    val_data, init, name, version)
+                    val_data, init, name, version, resume)
 
 
 def _fit(ctx: DistContext, data: Any, out_dir: Path, cfg: dict[str, Any], progress: Progress,
          phantom_options: dict[str, Any] | None, val_data: Any, init_dir: str | Path | None, name: str | None,
-         version: str | None) -> Path:
+         version: str | None, resume: bool) -> Path:
     epochs, steps_per_epoch, batch, lr, seed = (cfg[k] for k in ("epochs", "steps_per_epoch", "batch", "lr", "seed"))
     val_every = cfg["val_every"]
     dev = ctx.device
@@ -280,6 +280,14 @@ def _fit(ctx: DistContext, data: Any, out_dir: Path, cfg: dict[str, Any], progre
     cfg["name"], cfg["version"] = model_identity(cfg, parent if fine_tune else None, name, version)
     if parent_record is not None:
         cfg["parent"] = parent_record
+    augmenter = SegmenterAugmenter(cfg)
+    arch_name = ARCHITECTURE_NAMES[cfg["arch"]]
+    ckpt = Checkpointer(out_dir, ctx, cfg["checkpoint_every"],
+                        fingerprint("segmenter", {"name": arch_name, "params": net.config}, input_cfg, cfg,
+                                    train_cases, val_cases, ctx.world_size), cfg)
+    resumed = ckpt.start(resume, progress)
+    if resumed is not None:  # before DDP wraps the network (it copies rank 0's weights to all ranks)
+        net.load_state_dict(resumed.model)
     if ctx.enabled:  # each rank samples its own patches; DDP starts every rank from rank 0's weights
         rng = np.random.default_rng(seed + ctx.rank)
         torch.manual_seed(seed + ctx.rank)
@@ -287,43 +295,58 @@ def _fit(ctx: DistContext, data: Any, out_dir: Path, cfg: dict[str, Any], progre
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg["weight_decay"])
     total = max(1, epochs * steps_per_epoch)
     amp = dev.type == "cuda"
-    best: tuple[float, dict[str, Any], dict[str, torch.Tensor]] | None = None
-    step, metrics = 0, {}
-    for epoch in range(epochs):
+    loop = LoopState()
+    if resumed is not None:
+        opt.load_state_dict(resumed.optimizer)
+        loop = resumed.loop
+        restore_rng(resumed.rng, rng, dev)
+        t0 = time.time() - loop.elapsed_s
+    for epoch in range(loop.epoch, epochs):
         model.train()
-        losses = []
-        for _ in range(steps_per_epoch):
+        if loop.step_in_epoch == 0:
+            loop.epoch, loop.losses = epoch, []
+        for s in range(loop.step_in_epoch, steps_per_epoch):
             c = train_cases[int(rng.integers(len(train_cases)))]
             size = _patch_size(c, cfg["patch"], net.divisor)
-            pairs = [sample_patch(c, size, rng, cfg["fg_fraction"], cfg["bone_fraction"]) for _ in range(batch)]
+            margin = augmenter.context(size)
+            pairs = [sample_patch(c, size, rng, cfg["fg_fraction"], cfg["bone_fraction"], margin)
+                     for _ in range(batch)]
             hu = torch.from_numpy(np.stack([p[0] for p in pairs]).astype(np.float32)).to(dev)
             lab = torch.from_numpy(np.stack([p[1] for p in pairs])).to(dev)
-            hu, lab = augment(hu, lab, rng)
+            hu, lab = augmenter(hu, lab, rng, size)
             x = torch.stack([segmenter_input(h, input_cfg) for h in hu])
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, total, lr)
+                g["lr"] = lr_at(loop.step, total, lr)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
                 loss = dice_bce_loss(model(x), lab[:, None].float())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)
             opt.step()
-            losses.append(loss.item())
-            step += 1
-        epoch_loss = all_reduce_mean(float(np.mean(losses)))  # mean over ranks (this rank's alone when single)
+            loop.losses.append(loss.item())
+            loop.step, loop.step_in_epoch = loop.step + 1, s + 1
+            if ckpt.due_after_step(loop):
+                ckpt.save(loop, net, opt, rng, t0)
+        epoch_loss = all_reduce_mean(float(np.mean(loop.losses)))  # mean over ranks (this rank's alone when single)
         msg = f"epoch {epoch + 1}/{epochs} loss {epoch_loss:.4f}"
         out_of_time = broadcast_flag(bool(cfg.get("time_budget_s")) and time.time() - t0 > float(cfg["time_budget_s"]))
         last = epoch + 1 == epochs or out_of_time
         if ctx.is_main and val_cases and ((epoch + 1) % max(1, val_every) == 0 or last):
-            metrics = validate(net, val_cases, input_cfg, dev)
-            msg += f" val Dice {metrics['val_dice_mean']:.3f} (threshold {metrics['threshold']:.2f})"
-            if best is None or metrics["val_dice_mean"] > best[0]:
-                best = (metrics["val_dice_mean"], {**metrics, "epoch": epoch + 1}, copy.deepcopy(net.state_dict()))
-        metrics["train_loss_last_epoch"] = epoch_loss
+            loop.metrics = validate(net, val_cases, input_cfg, dev)
+            msg += f" val Dice {loop.metrics['val_dice_mean']:.3f} (threshold {loop.metrics['threshold']:.2f})"
+            if loop.best_key is None or loop.metrics["val_dice_mean"] > loop.best_key[0]:
+                loop.best_key = [loop.metrics["val_dice_mean"]]
+                loop.best_metrics = {**loop.metrics, "epoch": epoch + 1}
+                loop.best_state = copy.deepcopy(net.state_dict())
+        loop.metrics["train_loss_last_epoch"] = epoch_loss
+        loop.epoch, loop.step_in_epoch = epoch + 1, 0
+        if ckpt.due_after_epoch() and not last:
+            ckpt.save(loop, net, opt, rng, t0)
         progress("train", (epoch + 1) / epochs, msg)
         if out_of_time:  # stop early but keep the best validated weights
             progress("train", 1.0, f"time budget of {cfg['time_budget_s']} s reached after epoch {epoch + 1}")
             break
+    metrics = loop.metrics
     if ctx.enabled and not parameters_in_sync(model):
         raise RuntimeError("the training processes ended with different weights; check that every rank runs the "
                            "same IACSeg and PyTorch versions")
@@ -332,10 +355,10 @@ def _fit(ctx: DistContext, data: Any, out_dir: Path, cfg: dict[str, Any], progre
         return out_dir
     final_metrics = {**metrics}
     threshold = 0.5
-    if best is not None:
-        net.load_state_dict(best[2])
-        final_metrics = {**best[1], "train_loss_last_epoch": metrics.get("train_loss_last_epoch")}
-        threshold = float(best[1]["threshold"])
+    if loop.best_state is not None and loop.best_metrics is not None:
+        net.load_state_dict(loop.best_state)
+        final_metrics = {**loop.best_metrics, "train_loss_last_epoch": metrics.get("train_loss_last_epoch")}
+        threshold = float(loop.best_metrics["threshold"])
     net.deep_supervision = False
     arch_params = dict(net.config)
     if "deep_supervision" in arch_params:  # saved for inference: one full-resolution output
@@ -343,10 +366,11 @@ def _fit(ctx: DistContext, data: Any, out_dir: Path, cfg: dict[str, Any], progre
     record = training_record(cfg, data, phantom_options, cases if val_data is None else cases + val_cases,
                              len(train_cases), len(val_cases), t0, dev)
     record.update(world_size=ctx.world_size, effective_batch=batch * ctx.world_size,
-                  validation="given cases" if val_data is not None else "random split")
+                  validation="given cases" if val_data is not None else "random split",
+                  augmentation=describe_augmentation(cfg, "segmenter"), steps=loop.step)
     config = {
         "name": cfg["name"], "version": cfg["version"], "kind": "segmenter",
-        "architecture": {"name": ARCHITECTURE_NAMES[cfg["arch"]], "params": arch_params},
+        "architecture": {"name": arch_name, "params": arch_params},
         "input": input_cfg, "threshold": threshold, "min_hu": CALCIUM_HU,
         "n_parameters": int(sum(p.numel() for p in net.parameters())),
         "metrics": final_metrics,
@@ -358,5 +382,6 @@ def _fit(ctx: DistContext, data: Any, out_dir: Path, cfg: dict[str, Any], progre
                       "non-contrast head CT; thresholded at the calibrated threshold, ≥ 130 HU, single voxels "
                       "removed.", method)
     path = save_model(out_dir, net.cpu(), config, card)
+    ckpt.remove()  # only once the model folder is in place
     barrier()
     return path

@@ -18,7 +18,8 @@ table to benchmarks/GENERALISATION.md; ``-o DIR/lofo.json`` always holds every n
     .venv/bin/python benchmarks/generalisation_lofo.py -o /tmp/lofo --init-segmenter PARENT_SEG \\
         --init-landmarks PARENT_DST --cache /tmp/lofo-cache [--publish]
 
-Training seeds: 30000 + 1000·family index + n (below 50000, disjoint from scripts/train_demo_models.py's 0–4999).
+Training seeds: those of scripts/train_demo_models.py (seed s is made with family ``TRAIN_ORDER[s % 5]``), so the
+two share their prepared-case cache; test seeds 81000+ are never used for training or model selection.
 """
 
 from __future__ import annotations
@@ -34,8 +35,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "IACSegExtension"))
 
 
-def train_seed(family_index: int, n: int) -> int:
-    return 30000 + 1000 * family_index + n
+#: Training seeds follow scripts/train_demo_models.py: seed s of 0, 1, 2, … is made with TRAIN_ORDER[s % 5], so
+#: the prepared-case cache (--cache) is shared with the shipped models' training run.
+TRAIN_ORDER = ("soft", "bone", "thick", "aged", "classic")
+
+
+def train_jobs(families: list[str], per_family: int, n_classic: int) -> list[tuple[int, str]]:
+    """The first ``per_family`` seeds of each of ``families`` (and ``n_classic`` classic ones), round robin."""
+    jobs = []
+    for f in families + ["classic"]:
+        count = n_classic if f == "classic" else per_family
+        k = TRAIN_ORDER.index(f)
+        jobs += [(k + len(TRAIN_ORDER) * n, f) for n in range(count)]
+    return jobs
 
 
 def test_seed(family_index: int, n: int) -> int:
@@ -113,9 +125,7 @@ def main() -> None:
 
     for held in families:
         t_fold = time.perf_counter()
-        jobs = [(train_seed(FAMILIES.index(f), n), f) for f in families if f != held
-                for n in range(args.train_per_family)]
-        jobs += [(train_seed(FAMILIES.index("classic"), n), "classic") for n in range(args.classic)]
+        jobs = train_jobs([f for f in families if f != held], args.train_per_family, args.classic)
         log(f"fold {held}: preparing {len(jobs)} training phantoms")
         prepared = prepare_many(jobs, args.workers, args.cache)
         models = out / held / "models"

@@ -38,6 +38,7 @@ EPSILON = 0.05
 OUTSIDE_VIEW = 0.5    # likelihood ratio of a slice the network did not see
 PRIOR_OUTLIER = 0.1   # share of the bone prior's mass spread uniformly (its anchors may be wrong)
 PRIOR_SPAN_MM = 200.0
+BOUND_SIGMA_MM = 3.0
 EXTEND_MM = 40.0
 NEG = -1e30  # "impossible" (finite, so sums and maxima stay well defined)
 
@@ -114,15 +115,29 @@ def robust_gaussian_log_prior(z: np.ndarray, mean: float, sigma: float, outlier:
     return np.log((1.0 - outlier) * g + outlier / span_mm)
 
 
+def bound_log_prior(z: np.ndarray, low: float | None, high: float | None, sigma: float = BOUND_SIGMA_MM,
+                    outlier: float = PRIOR_OUTLIER) -> np.ndarray:
+    """A one-sided limit (the bone says the landmark is above ``low`` / below ``high``): 0 inside, a half-Gaussian
+    fall-off of ``sigma`` mm outside, bounded by the same outlier share as the Gaussian prior."""
+    d = np.zeros_like(z)
+    if low is not None:
+        d = np.maximum(d, low - z)
+    if high is not None:
+        d = np.maximum(d, z - high)
+    return np.log((1.0 - outlier) * np.exp(-0.5 * (d / sigma) ** 2) + outlier)
+
+
 def decode_landmarks(log_lik: Mapping[str, np.ndarray], k_first: int, n_slices: int, z0: float, sk: float,
                      roll_deg: float = 0.0, prior: Mapping[str, tuple[float, float]] | None = None,
-                     lr_tolerance_mm: float = LANDMARK_LR_TOLERANCE_MM) -> DecodeResult:
+                     lr_tolerance_mm: float = LANDMARK_LR_TOLERANCE_MM,
+                     bounds: Mapping[str, tuple[float | None, float | None]] | None = None) -> DecodeResult:
     """Decode the six landmarks.
 
     ``log_lik[name]``: log-likelihood ``[K]`` over candidate slices ``k_first … k_first + K − 1`` (axial grid
     indices; virtual slices beyond the scan included). ``n_slices``: slices actually scanned (0 … D − 1).
     ``z0``/``sk``: world z of slice 0 and slice spacing (mm). ``roll_deg``: the midsagittal plane's roll.
-    ``prior[name] = (z_mm, sigma_mm)``: optional Gaussian prior on each height.
+    ``prior[name] = (z_mm, sigma_mm)``: optional Gaussian prior on each height; ``bounds[name] = (low, high)``:
+    optional one-sided limits (mm, None = open) for landmarks the bone places outside the scan.
     """
     names = {(s, kind): f"{s}_{kind}" for s in SIDES for kind in LANDMARK_KINDS}
     K = len(next(iter(log_lik.values())))
@@ -135,6 +150,8 @@ def decode_landmarks(log_lik: Mapping[str, np.ndarray], k_first: int, n_slices: 
             raise ValueError(f"log-likelihood of {name} has shape {u.shape}, expected ({K},)")
         if prior and name in prior and prior[name] is not None:
             u += robust_gaussian_log_prior(z, *prior[name])
+        if bounds and name in bounds:
+            u += bound_log_prior(z, *bounds[name])
         unary_1d[key] = u
     dz = z[:, None] - z[None, :]  # zL − zR
 

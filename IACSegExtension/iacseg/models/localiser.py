@@ -123,12 +123,13 @@ class LandmarkLocaliser(LoadedModel):
         n_slices = int(vol.grid.shape[0])
         k_first, K = candidate_range(n_slices, sk)
         log_lik = {name: network_log_likelihood(prob[:, c], offset, k_first, K) for c, name in enumerate(self.names)}
-        gaussians = None
+        gaussians = bounds = None
         if prior is not None:
             gaussians = {n: (z, max(s, PRIOR_MIN_SIGMA_MM)) for n, (z, s) in prior.as_gaussians().items()}
+            bounds = prior.bounds
         _, roll = plane.yaw_roll_deg()
         z0 = float(vol.grid.origin[2])
-        result = decode_landmarks(log_lik, k_first, n_slices, z0, sk, roll_deg=roll, prior=gaussians)
+        result = decode_landmarks(log_lik, k_first, n_slices, z0, sk, roll_deg=roll, prior=gaussians, bounds=bounds)
         n = np.asarray(plane.normal[:2], dtype=np.float64)
         n = n / (np.linalg.norm(n) + 1e-12)
         d = float(self.input_cfg["landmark_offset_mm"])
@@ -140,7 +141,7 @@ class LandmarkLocaliser(LoadedModel):
             net_conf = float(near.sum()) if r.slice + 1 >= offset else 0.0
             if abs(r.slice - net_k) <= 1:
                 source = "network"
-            elif prior is not None and net_conf < 0.05:
+            elif prior is not None and (name in prior.z_mm or name in prior.bounds) and net_conf < 0.05:
                 source = "prior"
             else:
                 source = "anatomy"
@@ -148,7 +149,7 @@ class LandmarkLocaliser(LoadedModel):
             pos = (plane.point[0] + side * d * n[0], plane.point[1] + side * d * n[1], r.z_mm)
             extra = {"expected_slice": r.expected_slice, "network_slice": float(net_k),
                      "network_confidence": net_conf, "source": source, "in_scan": r.in_scan}
-            if prior is not None:
+            if prior is not None and name in prior.z_mm:
                 extra.update(prior_z_mm=prior.z_mm[name], prior_sigma_mm=prior.sigma_mm[name])
             out[name] = Landmark(name, r.z_mm, (float(pos[0]), float(pos[1]), float(pos[2])), slice=float(r.slice),
                                  confidence=r.confidence, extra=extra)

@@ -9,12 +9,20 @@ How (on the ≈2.5 mm coarse head analysis, `head.analyse_head`, so head rests a
 frame of the midsagittal plane — ``u`` lateral distance (left +), ``v`` antero-posterior (posterior +) from the
 plane point (the centroid of the skull):
 
-1. **Central profile**: bone (> 300 HU) with |u| < 12 mm and −35 ≤ v ≤ 5 mm (sphenoid body, sella, dorsum
-   sellae, clinoid processes). From its smoothed maximum in the lower half of the skull, going up, the last
-   slice still holding bone (gaps up to 5 mm bridged) is the **top of the clinoid processes / dorsum sellae**.
-2. **Petrous profile** per side: voxels denser than 700 HU with 12 ≤ |u| ≤ 42 mm and −15 ≤ v ≤ 35 mm, per slice
-   (the petrous pyramids are the densest bone of the head). Its smoothed peak, 5–45 mm below the clinoid top
-   (in the lower half of the skull when there is no clinoid top), is the petrous level; going down from the
+1. **Central region**: |u| < 12 mm and −35 ≤ v ≤ 5 mm (sphenoid body, sella, dorsum sellae, clinoid processes,
+   and above them the brain). The brain is the longest run of slices (≥ 20 mm) whose central region lies inside
+   the head and holds no bone (> 300 HU; stretches of ≤ 5 mm with a little bone, e.g. a falx calcification, bridged) and that has the
+   petrous bones (below) 5–45 mm under its bottom — the neck is free of central bone too, but has no petrous bone
+   under it. Its bottom is the **top of the clinoid processes / dorsum sellae**. A bone-free run from the first
+   slice, inside a bone ring and with no petrous bone under it, means the skull base lies below the scan; no
+   brain and bone in the last slices — or no cranial cavity at all — means the scan ends inside the sella region
+   or below it. These become one-sided limits (``bounds``) on the landmarks instead of heights (the clinoids
+   above the scan's top; every landmark below its first slice), and the bone cut by the scan's edge gives no
+   other anchor.
+2. **Petrous profile** per side: voxels denser than 700 HU with 12 ≤ |u| ≤ 42 mm and −15 ≤ v ≤ 35 mm, at least
+   15 mm inside the head (so not the vault near the vertex), per slice (the petrous pyramids are the densest bone
+   of the head). Its smoothed peak, 5–45 mm below the clinoid top
+   (or the scan's top; in the lower half of the skull when neither is known), is the petrous level; going down from the
    peak, where the profile falls below 35 % of the peak — or the trough above the denser structures below it
    (mastoid tip, condyles, atlas), whichever comes first — is the **inferior surface of the petrous bone**,
    where the carotid canal opens.
@@ -25,14 +33,16 @@ plane point (the centroid of the skull):
    * petrolingual ≈ anterior clinoid − 12 mm (σ 4 mm) and ≈ carotid canal + 14 mm (σ 5 mm).
 
    An anchor cut by the edge of the scan (the scan starts inside the petrous bone, or ends inside the sella
-   region) is left out, and the fused heights then rest on the others. The result is one height and one
+   region) is left out — the fused heights then rest on the others — and becomes a one-sided limit: the
+   carotid canal below the scan's first slice, the anterior clinoid above its last. The result is one height and one
    standard deviation per landmark (the marginal of the fused Gaussian), shifted left/right by the head's roll.
 
-No anchor found (no skull, no skull base in the scan) → no prior (None).
+No anchor and no limit found (no skull, no skull base) → no prior (None).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,17 +52,22 @@ from scipy import ndimage
 from ..anatomy import LANDMARK_LATERAL_MM, MidsagittalPlane
 from ..contracts import LANDMARK_KINDS, SIDES
 from ..io.volume import CTVolume
-from .head import CoarseHead, analyse_head
+from .head import CoarseHead, analyse_head, fill_holes_per_slice
 
 PETROUS_HU = 700.0
+PETROUS_DEPTH_MM = 15.0
 CENTRAL_HU = 300.0
 PETROUS_U_MM = (12.0, 42.0)
 PETROUS_V_MM = (-15.0, 35.0)
 CENTRAL_U_MM = 12.0
 CENTRAL_V_MM = (-35.0, 5.0)
 CENTRAL_MIN_VOXELS = 2
-CENTRAL_GAP_MM = 5.0
-CENTRAL_SEARCH_MM = 45.0
+CENTRAL_HEAD_FRACTION = 0.8  # … and lies inside the head
+FREE_VOXELS = 3             # a slice's central region is bone-free (brain) below this many bone voxels
+CRANIAL_CAVITY_CM2 = 80.0   # a bone ring enclosing this much is a cranial cavity (the mandible's encloses less)
+PETROUS_PRESENT = 0.3       # share of the densest petrous slice that counts as petrous bone below the brain
+BRAIN_RUN_MM = 20.0         # the brain above the skull base: a bone-free run at least this tall
+BRIDGE_MM = 5.0             # bone-holding stretches this short inside a run do not end it
 PETROUS_EDGE_FRACTION = 0.35
 SMOOTH_MM = 7.5
 #: The petrous peak is searched this far (min, max mm) below the top of the clinoid processes.
@@ -74,13 +89,16 @@ class LandmarkPrior:
     sigma_mm: dict[str, float]
     anchors: dict[str, float | None]
     notes: list[str] = field(default_factory=list)
+    #: one-sided limits (lowest, highest height in mm; None = open) of landmarks the scan does not reach
+    bounds: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
 
     def as_gaussians(self) -> dict[str, tuple[float, float]]:
         return {n: (self.z_mm[n], self.sigma_mm[n]) for n in self.z_mm}
 
     def to_dict(self) -> dict[str, Any]:
         return {"z_mm": dict(self.z_mm), "sigma_mm": dict(self.sigma_mm), "anchors": dict(self.anchors),
-                "notes": list(self.notes), "method": "bone anchors (petrous surface, clinoid top) + anatomical gaps"}
+                "bounds": {n: list(b) for n, b in self.bounds.items()}, "notes": list(self.notes),
+                "method": "bone anchors (clinoid top under the brain, petrous surface) + anatomical gaps"}
 
 
 def plane_frame(grid_xy: np.ndarray, plane: MidsagittalPlane) -> tuple[np.ndarray, np.ndarray]:
@@ -109,11 +127,15 @@ def _profiles(a: CoarseHead, plane: MidsagittalPlane) -> dict[str, np.ndarray]:
     au = np.abs(u)
     pet = (au >= PETROUS_U_MM[0]) & (au <= PETROUS_U_MM[1]) & (v >= PETROUS_V_MM[0]) & (v <= PETROUS_V_MM[1])
     cen = (au < CENTRAL_U_MM) & (v >= CENTRAL_V_MM[0]) & (v <= CENTRAL_V_MM[1])
-    dense = (a.max_hu > PETROUS_HU) & a.head
     bone = (a.max_hu > CENTRAL_HU) & a.head
-    return {"L": (dense & (pet & (u > 0))[None]).sum(axis=(1, 2)).astype(float),
+    enclosed = fill_holes_per_slice(bone) & ~bone
+    depth = np.stack([ndimage.distance_transform_edt(h, sampling=(g.spacing[1], g.spacing[0])) for h in a.head])
+    dense = (a.max_hu > PETROUS_HU) & (depth >= PETROUS_DEPTH_MM)  # not the vault, which lies under the skin
+    return {"enclosed_cm2": enclosed.sum(axis=(1, 2)) * (g.spacing[0] * g.spacing[1] / 100.0),
+            "L": (dense & (pet & (u > 0))[None]).sum(axis=(1, 2)).astype(float),
             "R": (dense & (pet & (u < 0))[None]).sum(axis=(1, 2)).astype(float),
             "central": (bone & cen[None]).sum(axis=(1, 2)).astype(float),
+            "central_head": (a.head & cen[None]).sum(axis=(1, 2)) / max(1, int(cen.sum())),
             "bone_any": (bone.any(axis=(1, 2))).astype(float)}
 
 
@@ -143,23 +165,61 @@ def _petrous_surface(profile: np.ndarray, k_peak: int, z: np.ndarray, sk: float)
     return None  # still inside the bone at the first slice: the surface is below the scan
 
 
-def _central_top(central: np.ndarray, k_start: int, z: np.ndarray, sk: float) -> tuple[float | None, bool]:
-    """(world z of the top of the central bone above ``k_start``, whether the scan ends before it does)."""
-    n = len(central)
-    k_end = min(n - 1, k_start + int(round(CENTRAL_SEARCH_MM / sk)))
-    max_gap = max(1, int(round(CENTRAL_GAP_MM / sk)))
-    top, gap = None, 0
-    for k in range(k_start, k_end + 1):
-        if central[k] >= CENTRAL_MIN_VOXELS:
-            top, gap = k, 0
-        elif top is not None:
-            gap += 1
-            if gap > max_gap:
+def _free_runs(free: np.ndarray, sk: float) -> list[tuple[int, int]]:
+    """(first, last) slice of each run of ``free`` slices at least ``BRAIN_RUN_MM`` tall; stretches of up to
+    ``BRIDGE_MM`` that are not free (a falx or pineal calcification) do not end a run."""
+    n = len(free)
+    bridge = max(1, int(round(BRIDGE_MM / sk)))
+    runs, k = [], 0
+    while k < n:
+        if not free[k]:
+            k += 1
+            continue
+        start = last = k
+        while k + 1 < n:
+            nxt = np.flatnonzero(free[k + 1:min(n, k + 2 + bridge)])
+            if nxt.size == 0:
                 break
-    if top is None:
-        return None, False
-    cut = top >= n - 1  # bone in the last slice: the scan may end inside the clinoid region
-    return float(z[top] + 0.5 * sk), cut
+            k = k + 1 + int(nxt[0])
+            last = k
+        runs.append((start, last))
+        k = last + 1
+    return [(a, b) for a, b in runs if (b - a + 1) * sk >= BRAIN_RUN_MM]
+
+
+def _clinoid_top(central: np.ndarray, central_head: np.ndarray, petrous: np.ndarray, enclosed_cm2: np.ndarray,
+                 z: np.ndarray, sk: float) -> tuple[float | None, str]:
+    """Top of the central skull-base bone: the bottom of the brain above the skull base.
+
+    ``central``: per slice, central bone voxels; ``central_head``: per slice, the share of the central region
+    inside the head (air above the vertex is not brain); ``petrous``: per slice, dense petrous voxels (both sides);
+    ``enclosed_cm2``: per slice, the area inside closed rings of bone. The brain is a run of slices (≥ 20 mm) whose
+    central region holds no bone, with the petrous bones (≥ 30 % of their densest slice) 5–45 mm below its bottom
+    — which tells it from the neck, also free of central bone. Returns ``(z mm, state)``: "found" (the longest such
+    run), "below_scan" (a run from the first slice, enclosed by a bone ring, no petrous bone below it: the skull
+    base lies below the scan), "above_scan" (no brain, bone in the last slices: the scan ends inside the sella
+    region; z = the scan's top) or "none"."""
+    runs = _free_runs((central < FREE_VOXELS) & (central_head >= CENTRAL_HEAD_FRACTION), sk)
+    peak = float(petrous.max()) if petrous.size else 0.0
+    valid = []
+    for a, b in runs:
+        below = petrous[(z >= z[a] - PETROUS_BELOW_TOP_MM[1]) & (z <= z[a] - PETROUS_BELOW_TOP_MM[0])]
+        if a > 0 and peak > 0 and below.size and below.max() >= PETROUS_PRESENT * peak:
+            valid.append((a, b))
+    if valid:
+        a, b = max(valid, key=lambda r: r[1] - r[0])
+        return float(z[a] - 0.5 * sk), "found"
+    for a, b in runs:
+        if a == 0 and np.mean(enclosed_cm2[a:b + 1] >= CRANIAL_CAVITY_CM2) >= 0.5 and \
+                petrous[b + 1:].max(initial=0.0) < PETROUS_PRESENT * max(peak, 1.0):
+            return float(z[0] - 0.5 * sk), "below_scan"
+    inside = np.flatnonzero(central_head >= 0.5)  # the scan's top where it crosses the central region
+    if inside.size:
+        last = int(inside[-1])
+        bridge = max(1, int(round(BRIDGE_MM / sk)))
+        if (central[max(0, last - bridge):last + 1] >= FREE_VOXELS).any():
+            return float(z[last] + 0.5 * sk), "above_scan"
+    return None, "none"
 
 
 def _fuse(observations: list[tuple[np.ndarray, float, float]]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -186,33 +246,47 @@ def landmark_prior(vol: CTVolume, plane: MidsagittalPlane, device: Any = None,
     if with_bone.size == 0:
         return None
     lower_top = int(with_bone.min() + (with_bone.max() - with_bone.min()) // 2)
-    central = _smooth(prof["central"], sk)
     both = _smooth(prof["L"] + prof["R"], sk)
     notes: list[str] = []
-    top, cut = None, False
-    if central[: lower_top + 1].max() > 0:
-        top, cut = _central_top(prof["central"], int(np.argmax(central[: lower_top + 1])), z, sk)
-    # the petrous peak: the densest petrous band below the clinoid top (5–45 mm), else in the lower half
+    bounds: dict[str, tuple[float | None, float | None]] = {}
+    # the scanned part: slices holding head tissue (a reformatted or tilt-corrected grid has empty slices beyond)
+    held = np.flatnonzero(a.head.any(axis=(1, 2)))
+    k0, k1 = int(held.min()), int(held.max()) + 1
+    top, state = _clinoid_top(prof["central"][k0:k1], prof["central_head"][k0:k1],
+                              _smooth(prof["L"] + prof["R"], sk)[k0:k1], prof["enclosed_cm2"][k0:k1], z[k0:k1], sk)
+    z_bottom, z_top = float(z[k0] - 0.5 * sk), float(z[k1 - 1] + 0.5 * sk)
+    cavity = _free_runs(prof["enclosed_cm2"][k0:k1] >= CRANIAL_CAVITY_CM2, sk)
+    if state == "none" and not cavity:  # no brain at all: the scan ends at or below the skull base
+        state, top = "below_brain", z_top
+    if state in ("above_scan", "below_brain"):
+        # the scan stops short of the brain: the clinoids are above (or at most a brain run below) its top; the
+        # petrous bones cut by the top of the scan are not reliable anchors, so only this limit is kept
+        margin = 0.0 if state == "above_scan" else BRAIN_RUN_MM
+        notes.append("the scan ends inside the sella/clinoid region: the clinoid processes are above it"
+                     if state == "above_scan" else "the scan does not reach the brain above the skull base")
+        bounds.update({f"{side}_anterior_clinoid": (z_top - margin, None) for side in SIDES})
+        return LandmarkPrior({}, {}, {"clinoid_top_z_mm": None}, notes, bounds)
+    if state == "below_scan":
+        notes.append("the scan starts above the skull base")
+        bounds.update({f"{side}_{kind}": (None, z_bottom) for side in SIDES for kind in LANDMARK_KINDS})
+        return LandmarkPrior({}, {}, {"clinoid_top_z_mm": None}, notes, bounds)
+    if state == "none":
+        notes.append("no sella/clinoid bone under the brain was found")
+    # the petrous peak: the densest petrous band 5–45 mm below the clinoid top, else in the lower half of the skull
     window = np.arange(lower_top + 1)
     if top is not None:
         window = np.flatnonzero((z >= top - PETROUS_BELOW_TOP_MM[1]) & (z <= top - PETROUS_BELOW_TOP_MM[0]))
-    if window.size == 0 or both[window].max() <= 0:
-        if top is None:
-            return None
-        k_peak = None
-    else:
-        k_peak = int(window[np.argmax(both[window])])
+    k_peak = int(window[np.argmax(both[window])]) if window.size and both[window].max() > 0 else None
     anchors: dict[str, float | None] = {"petrous_peak_z_mm": None if k_peak is None else float(z[k_peak])}
     for side in SIDES:
         surface = None if k_peak is None else _petrous_surface(_smooth(prof[side], sk), k_peak, z, sk)
         anchors[f"{side}_petrous_surface_z_mm"] = surface
-        if surface is None:
-            notes.append(f"the {'left' if side == 'L' else 'right'} petrous surface is not in the scan")
-    anchors["clinoid_top_z_mm"] = None if cut else top
-    if top is None:
-        notes.append("no clinoid/sella bone found above the skull base")
-    elif cut:
-        notes.append("the scan ends inside the sella/clinoid region")
+        if surface is None and k_peak is not None:
+            notes.append(f"the scan starts inside the {'left' if side == 'L' else 'right'} petrous bone")
+            bounds[f"{side}_carotid_canal"] = (None, z_bottom)
+    anchors["clinoid_top_z_mm"] = top if state == "found" else None
+    if anchors["clinoid_top_z_mm"] is None and k_peak is None:
+        return LandmarkPrior({}, {}, anchors, notes, bounds) if bounds else None
 
     e = np.eye(3)  # unknowns: canal, petrolingual, clinoid (midline heights)
     obs: list[tuple[np.ndarray, float, float]] = []
@@ -228,7 +302,7 @@ def landmark_prior(vol: CTVolume, plane: MidsagittalPlane, device: Any = None,
     obs.append((e[1] - e[0], PETROLINGUAL_ABOVE_CANAL[0], PETROLINGUAL_ABOVE_CANAL[1]))
     fused = _fuse(obs)
     if fused is None:
-        return None
+        return LandmarkPrior({}, {}, anchors, notes, bounds) if bounds else None
     mean, sd = fused
     _, roll = plane.yaw_roll_deg()
     z_out: dict[str, float] = {}
@@ -238,4 +312,4 @@ def landmark_prior(vol: CTVolume, plane: MidsagittalPlane, device: Any = None,
         for side, sign in (("L", 1.0), ("R", -1.0)):
             z_out[f"{side}_{kind}"] = float(mean[i] + sign * half)
             sd_out[f"{side}_{kind}"] = float(sd[i])
-    return LandmarkPrior(z_out, sd_out, anchors, notes)
+    return LandmarkPrior(z_out, sd_out, anchors, notes, bounds)

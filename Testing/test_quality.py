@@ -187,3 +187,29 @@ def test_report_volume_check_accepts_not_assessable_rows_and_still_catches_misma
     segments["L_cervical"]["scanned_volume_mm3"] = 0.0
     with pytest.raises(ValueError):
         check_report_volumes(labels, grid, {"segments": segments, "total": {"volume_mm3": 1.0}})
+
+
+@pytest.mark.parametrize("family,truncate", [("soft", "bottom"), ("bone", "top")])
+def test_the_bone_prior_limits_landmarks_that_a_partial_scan_does_not_reach(family, truncate):
+    ph = make_phantom(70310 if truncate == "bottom" else 70311, family=family, truncate=truncate, matrix=256,
+                      slice_mm=2.0)
+    vol = ph.ct
+    from iacseg.preprocess import to_axial_lps
+
+    axial = vol if vol.grid.is_axial_lps() else to_axial_lps(vol)
+    head = analyse_head(axial)
+    prior = landmark_prior(axial, midsagittal_plane(axial, head=head), analysis=head)
+    assert prior is not None
+    if truncate == "top":  # the scan ends below the clinoids: the prior says they are above its top
+        for side in "LR":
+            low, high = prior.bounds[f"{side}_anterior_clinoid"]
+            assert high is None and low <= ph.landmarks[f"{side}_anterior_clinoid"].z_mm + 2.0
+    else:  # the scan starts inside the petrous bones: the canals are below its first slice
+        first = ph.truth["coverage_z_mm"][0]
+        for side in "LR":
+            name = f"{side}_carotid_canal"
+            assert ph.landmarks[name].z_mm < first
+            if name in prior.bounds:
+                assert prior.bounds[name][1] <= first + 2.5
+            else:
+                assert prior.z_mm[name] < first + 5.0

@@ -7,9 +7,11 @@ encloses a brain). MR images are refused earlier by the reader (modality, or no 
 The other checks return QC reasons (`Reason`) for the report:
 
 * ``thick_slices`` — slices thicker than 5 mm blur small calcifications and landmarks;
-* ``contrast_enhanced`` — more than 5 mL of 180–600 HU voxels inside the skull, away from bone, in the 50 mm
-  above the skull base (enhanced arteries, veins and sinuses; calcifications of the pineal, choroid plexus and
-  falx add up to far less): calcium cannot be told from contrast by HU;
+* ``contrast_enhanced`` — more than 5 mL of 180–600 HU voxels inside the skull (8 mm or more inside its inner
+  surface: not dura or the inner table), more than 4 mm from denser bone
+  (in the slice or its neighbours: thick slices smear thin bone), from 10 to 60 mm above the clinoids (enhanced arteries, veins and sinuses; calcifications of the pineal, choroid plexus and
+  falx add up to far less): calcium cannot be told from contrast by HU. Slices holding metal (> 2500 HU) are
+  left out: their streaks are not contrast;
 * ``not_head_ct`` — no skull ring enclosing brain-density tissue was found.
 """
 
@@ -22,12 +24,16 @@ from scipy import ndimage
 
 from ..errors import InputError
 from ..io.volume import CTVolume
-from ..preprocess.head import CoarseHead, upsample_mask
+from ..preprocess.head import IN_SLICE, CoarseHead, upsample_mask
 
 MAX_SLICE_MM = 5.0
 CONTRAST_HU = (180.0, 600.0)
 CONTRAST_LIMIT_ML = 5.0
 CONTRAST_SPAN_MM = 50.0
+CONTRAST_START_MM = 10.0
+BONE_MARGIN_MM = 4.0
+SKULL_RIM_MM = 8.0
+METAL_HU = 2500.0
 BODY_WIDTH_MM = 320.0
 MIN_HEAD_TISSUE_ML = 150.0
 MIN_BONE_ML = 5.0
@@ -94,23 +100,32 @@ def thick_slices(vol: CTVolume) -> Reason | None:
 
 
 def contrast_volume_ml(vol: CTVolume, a: CoarseHead, z_from_mm: float | None) -> float:
-    """mL of 180–600 HU voxels inside the skull, ≥ 2 voxels from denser bone, within 50 mm above ``z_from_mm``."""
+    """mL of 180–600 HU voxels inside the skull, not within ``BONE_MARGIN_MM`` of denser bone in this slice or the
+    next ones (partial volume of thin bone cut by thick slices), from 10 to 60 mm above ``z_from_mm`` (the
+    clinoids: the circle of Willis, the middle cerebral arteries, veins and sinuses; not the orbital roofs)."""
     g = vol.grid
     z = g.origin[2] + np.arange(g.shape[0]) * g.spacing[2]
-    lo = -np.inf if z_from_mm is None else z_from_mm
-    ks = np.flatnonzero((z >= lo) & (z <= lo + CONTRAST_SPAN_MM)) if z_from_mm is not None else np.arange(len(z))
+    if z_from_mm is None:
+        ks = np.arange(len(z))
+    else:
+        lo = z_from_mm + CONTRAST_START_MM
+        ks = np.flatnonzero((z >= lo) & (z <= lo + CONTRAST_SPAN_MM))
     if ks.size == 0 or not a.skull_filled.any():
         return 0.0
-    inside = a.skull_filled & ~ndimage.binary_dilation(a.skull, iterations=1)
+    rim = max(1, int(round(SKULL_RIM_MM / a.grid.spacing[0])))
+    inside = a.skull_filled & ~ndimage.binary_dilation(a.skull, structure=IN_SLICE, iterations=rim)
     inside = upsample_mask(inside, a.factors, g.shape)
-    total = 0
     step = 2 if min(g.spacing[:2]) < 0.6 else 1  # every other row/column on fine matrices: fast, same estimate
+    radius = max(1, int(round(BONE_MARGIN_MM / (g.spacing[0] * step))))
+    reach = max(1, int(round(BONE_MARGIN_MM / g.spacing[2])))
+    total = 0
     for k in ks:
         hu = vol.hu[k, ::step, ::step]
         inn = inside[k, ::step, ::step]
-        if not inn.any():
+        near = vol.hu[max(0, k - reach):k + reach + 1, ::step, ::step]
+        if not inn.any() or (near > METAL_HU).any():  # metal streaks are not contrast
             continue
-        bone = ndimage.binary_dilation(hu > CONTRAST_HU[1], iterations=2)
+        bone = ndimage.binary_dilation((near > CONTRAST_HU[1]).any(axis=0), iterations=radius)
         total += int(np.count_nonzero((hu >= CONTRAST_HU[0]) & (hu <= CONTRAST_HU[1]) & inn & ~bone))
     return total * step * step * g.voxel_volume_mm3 / 1000.0
 
@@ -119,7 +134,8 @@ def contrast_enhanced(vol: CTVolume, a: CoarseHead, z_from_mm: float | None) -> 
     ml = contrast_volume_ml(vol, a, z_from_mm)
     if ml > CONTRAST_LIMIT_ML:
         return Reason("contrast_enhanced", "review", f"{ml:.1f} mL of 180–600 HU inside the skull above the skull "
-                      "base: the vessels look contrast-enhanced, and calcium cannot be told from contrast")
+                      "base, away from bone: the vessels look contrast-enhanced, and calcium cannot be told from "
+                      "contrast")
     return None
 
 

@@ -213,3 +213,21 @@ def test_the_bone_prior_limits_landmarks_that_a_partial_scan_does_not_reach(fami
                 assert prior.bounds[name][1] <= first + 2.5
             else:
                 assert prior.z_mm[name] < first + 5.0
+
+
+@pytest.mark.slow
+def test_a_scan_of_the_brain_above_the_skull_base_is_unusable_with_every_segment_not_assessable(tmp_path):
+    ph = _small_phantom(70305)
+    g = ph.ct.grid
+    z = g.origin[2] + np.arange(g.shape[0]) * g.spacing[2]
+    top = max(ph.landmarks[f"{s}_anterior_clinoid"].z_mm for s in "LR")
+    first = int(np.flatnonzero(z >= top + 25.0)[0])
+    grid = Grid((g.shape[0] - first,) + g.shape[1:], g.spacing, (g.origin[0], g.origin[1], float(z[first])))
+    ct = _write_ct(tmp_path / "brain.nii.gz", CTVolume(ph.ct.hu[first:].copy(), grid, {}))
+    out = tmp_path / "out"
+    assert main(["segment", str(ct), "-o", str(out), "--progress", "none", "--device", "cpu"]) == 0
+    report = json.loads((out / REPORT_JSON).read_text())
+    assert report["qc"]["status"] == "unusable"
+    assert set(report["qc"]["not_assessable"]) == set(SEGMENTS.values())
+    assert all(report["segments"][n]["volume_mm3"] is None for n in SEGMENTS.values())
+    assert all(lm["z_mm"] < float(z[first]) for lm in report["landmarks"].values())

@@ -87,6 +87,31 @@ def segment_and_evaluate(truth: Path, pred: Path, segmenter: str | None, landmar
     return result
 
 
+def robustness(out: Path, held: str, fi: int, seg: str, lm: str, device: str) -> list[dict]:
+    """The fold's models on its held-out test cases (already segmented) and on two truncated phantoms of the
+    held-out family: every contract file, ordered landmarks, a QC status, the missing segments not assessable."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from robustness_families import check_output, expected_missing, run_case
+
+    from iacseg.phantom import generate_cases
+
+    rows = []
+    for case in sorted((out / held / "pred_fold").glob("phantom_*")):
+        rows.append({"case": f"{held}/{case.name}", "truncate": None, **check_output(case)})
+    for n, truncate in enumerate(("bottom", "top")):
+        seed = test_seed(fi, 50 + n)
+        truth = out / "test_truncated" / held
+        if not (truth / f"phantom_{seed:05d}").is_dir():
+            generate_cases(truth, seed, 1, family=held, truncate=truncate)
+        rec = run_case(truth / f"phantom_{seed:05d}" / "ct.nii.gz", out / held / "pred_truncated" / f"{seed}",
+                       device, segmenter=seg, landmarks=lm)
+        missing = expected_missing(truncate)
+        if not missing <= set(rec.get("not_assessable", [])):
+            rec.update(ok=False, error=f"truncated ({truncate}) but not assessable = {rec.get('not_assessable')}")
+        rows.append({"case": f"{held}/phantom_{seed:05d}", "truncate": truncate, **rec})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--families", default="soft,bone,thick,aged")
@@ -150,7 +175,9 @@ def main() -> None:
         base = segment_and_evaluate(truth, out / held / "pred_parents", args.init_segmenter, args.init_landmarks,
                                     args.device)
         new = segment_and_evaluate(truth, out / held / "pred_fold", str(seg), str(lm), args.device)
+        robust = robustness(out, held, fi, str(seg), str(lm), args.device)
         fold = {"held_out": held, "train_jobs": len(jobs), "train_minutes": round(t_train / 60, 1),
+                "robustness": robust,
                 "parents": {"summary": base["summary"], "values": case_values(base)},
                 "fold": {"summary": new["summary"], "values": case_values(new)}}
         folds.append(fold)
@@ -203,6 +230,12 @@ def markdown(record: dict) -> str:
         ci = record["pooled"][which]
         lines.append(f"| **all (pooled)** | {which} | {_ci(ci['dice'])} | {_ci(ci['label_accuracy'])} | "
                      f"{_ci(ci['within_1_slice'])} | {_ci(ci['landmark_error_slices'])} |")
+    rows = [r for f in record["folds"] for r in f.get("robustness", [])]
+    failed = [r for r in rows if not r.get("ok")]
+    statuses = {s: sum(1 for r in rows if r.get("qc_status") == s) for s in ("ok", "review", "unusable")}
+    lines += ["", f"Robustness (each fold's models on its held-out family, incl. one bottom- and one top-truncated "
+                  f"phantom per fold): {len(rows)} cases, {len(failed)} failed; QC {statuses}."]
+    lines += [f"- failed: {r['case']}: {r.get('error')}" for r in failed]
     return "\n".join(lines) + "\n"
 
 

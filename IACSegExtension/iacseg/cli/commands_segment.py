@@ -45,13 +45,21 @@ def print_summary(report: dict, out_dir: Path, stream=None) -> None:
     total = report.get("total", {})
     rg = report.get("risk_group", {})
     print(f"Wrote {out_dir}", file=stream)
-    print(f"  total calcium {total.get('volume_mm3', 0):.1f} mm³, Agatston {total.get('agatston', 0):.1f}, "
-          f"{total.get('lesion_count', 0)} lesion(s), risk group {rg.get('group', rg) if isinstance(rg, dict) else rg}",
+    incomplete = "" if total.get("complete", True) else " (incomplete: some segments not assessable)"
+    print(f"  total calcium {total.get('volume_mm3') or 0:.1f} mm³{incomplete}, Agatston {total.get('agatston') or 0:.1f}, "
+          f"{total.get('lesion_count') or 0} lesion(s), risk group {rg.get('group', rg) if isinstance(rg, dict) else rg}",
           file=stream)
     for name, seg in report.get("segments", {}).items():
-        if seg.get("volume_mm3", 0) > 0:
-            print(f"  {name:16s} {seg['volume_mm3']:8.1f} mm³  Agatston {seg.get('agatston', 0):7.1f}  "
-                  f"lesions {seg.get('lesion_count', 0)}", file=stream)
+        if seg.get("assessable") is False:
+            print(f"  {name:16s} not assessable (outside the scanned range)", file=stream)
+        elif (seg.get("volume_mm3") or 0) > 0:
+            print(f"  {name:16s} {seg['volume_mm3']:8.1f} mm³  Agatston {seg.get('agatston') or 0:7.1f}  "
+                  f"lesions {seg.get('lesion_count') or 0}", file=stream)
+    qc = report.get("qc") or {}
+    if qc:
+        print(f"  quality control: {qc.get('status')}", file=stream)
+        for r in qc.get("reasons", []):
+            print(f"    - {r.get('message')}", file=stream)
     for w in report.get("warnings", []):
         print(f"  warning: {w}", file=stream)
 

@@ -38,7 +38,8 @@ EPSILON = 0.05
 OUTSIDE_VIEW = 0.5    # likelihood ratio of a slice the network did not see
 PRIOR_OUTLIER = 0.1   # share of the bone prior's mass spread uniformly (its anchors may be wrong)
 PRIOR_SPAN_MM = 200.0
-BOUND_SIGMA_MM = 3.0
+BOUND_SIGMA_MM = 1.0
+BOUND_OUTLIER = 1e-4
 EXTEND_MM = 40.0
 NEG = -1e30  # "impossible" (finite, so sums and maxima stay well defined)
 
@@ -116,9 +117,10 @@ def robust_gaussian_log_prior(z: np.ndarray, mean: float, sigma: float, outlier:
 
 
 def bound_log_prior(z: np.ndarray, low: float | None, high: float | None, sigma: float = BOUND_SIGMA_MM,
-                    outlier: float = PRIOR_OUTLIER) -> np.ndarray:
-    """A one-sided limit (the bone says the landmark is above ``low`` / below ``high``): 0 inside, a half-Gaussian
-    fall-off of ``sigma`` mm outside, bounded by the same outlier share as the Gaussian prior."""
+                    outlier: float = BOUND_OUTLIER) -> np.ndarray:
+    """A one-sided limit (the bone says the landmark is above ``low`` / below ``high``: the scan does not reach
+    it): 0 inside, a half-Gaussian fall-off of ``sigma`` mm outside, floored at log ``outlier`` — nearly hard, as
+    a network never trained on partial scans tends to put such a landmark at the scan's edge."""
     d = np.zeros_like(z)
     if low is not None:
         d = np.maximum(d, low - z)

@@ -266,9 +266,10 @@ def landmark_prior(vol: CTVolume, plane: MidsagittalPlane, device: Any = None,
                      if state == "above_scan" else "the scan does not reach the brain above the skull base")
         bounds.update({f"{side}_anterior_clinoid": (z_top - margin, None) for side in SIDES})
         return LandmarkPrior({}, {}, {"clinoid_top_z_mm": None}, notes, bounds)
-    if state == "below_scan":
+    if state == "below_scan":  # the clinoid top is at or below the first slice, the clinoids 4 mm lower
         notes.append("the scan starts above the skull base")
-        bounds.update({f"{side}_{kind}": (None, z_bottom) for side in SIDES for kind in LANDMARK_KINDS})
+        below = z_bottom + CLINOID_BELOW_TOP[0]
+        bounds.update({f"{side}_{kind}": (None, below) for side in SIDES for kind in LANDMARK_KINDS})
         return LandmarkPrior({}, {}, {"clinoid_top_z_mm": None}, notes, bounds)
     if state == "none":
         notes.append("no sella/clinoid bone under the brain was found")

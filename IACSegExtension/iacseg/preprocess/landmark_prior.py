@@ -235,45 +235,30 @@ def _fuse(observations: list[tuple[np.ndarray, float, float]]) -> tuple[np.ndarr
     return cov @ A.T @ b, np.sqrt(np.diag(cov))
 
 
-def landmark_prior(vol: CTVolume, plane: MidsagittalPlane, device: Any = None,
-                   analysis: CoarseHead | None = None) -> LandmarkPrior | None:
-    """The bone-based prior of the six landmark heights of an axial LPS CT (see the module docstring)."""
-    a = analysis if analysis is not None else analyse_head(vol, device)
-    z = _slice_heights(a)
-    sk = float(a.grid.spacing[2])
-    prof = _profiles(a, plane)
-    with_bone = np.flatnonzero(prof["bone_any"] > 0)
-    if with_bone.size == 0:
-        return None
-    lower_top = int(with_bone.min() + (with_bone.max() - with_bone.min()) // 2)
-    both = _smooth(prof["L"] + prof["R"], sk)
-    notes: list[str] = []
-    bounds: dict[str, tuple[float | None, float | None]] = {}
-    # the scanned part: slices holding head tissue (a reformatted or tilt-corrected grid has empty slices beyond)
-    held = np.flatnonzero(a.head.any(axis=(1, 2)))
-    k0, k1 = int(held.min()), int(held.max()) + 1
-    top, state = _clinoid_top(prof["central"][k0:k1], prof["central_head"][k0:k1],
-                              _smooth(prof["L"] + prof["R"], sk)[k0:k1], prof["enclosed_cm2"][k0:k1], z[k0:k1], sk)
-    z_bottom, z_top = float(z[k0] - 0.5 * sk), float(z[k1 - 1] + 0.5 * sk)
-    cavity = _free_runs(prof["enclosed_cm2"][k0:k1] >= CRANIAL_CAVITY_CM2, sk)
-    if state == "none" and not cavity:  # no brain at all: the scan ends at or below the skull base
-        state, top = "below_brain", z_top
+def _partial_scan_prior(state: str, top: float | None, z_bottom: float, z_top: float) -> LandmarkPrior | None:
+    """Limits only, for a scan that stops short of the brain (clinoids above its top) or starts above the skull
+    base (every landmark below its first slice, the clinoids 4 mm under the clinoid top); None otherwise."""
     if state in ("above_scan", "below_brain"):
-        # the scan stops short of the brain: the clinoids are above (or at most a brain run below) its top; the
-        # petrous bones cut by the top of the scan are not reliable anchors, so only this limit is kept
-        margin = 0.0 if state == "above_scan" else BRAIN_RUN_MM
-        notes.append("the scan ends inside the sella/clinoid region: the clinoid processes are above it"
-                     if state == "above_scan" else "the scan does not reach the brain above the skull base")
-        bounds.update({f"{side}_anterior_clinoid": (z_top - margin, None) for side in SIDES})
-        return LandmarkPrior({}, {}, {"clinoid_top_z_mm": None}, notes, bounds)
-    if state == "below_scan":  # the clinoid top is at or below the first slice, the clinoids 4 mm lower
-        notes.append("the scan starts above the skull base")
-        below = z_bottom + CLINOID_BELOW_TOP[0]
-        bounds.update({f"{side}_{kind}": (None, below) for side in SIDES for kind in LANDMARK_KINDS})
-        return LandmarkPrior({}, {}, {"clinoid_top_z_mm": None}, notes, bounds)
-    if state == "none":
-        notes.append("no sella/clinoid bone under the brain was found")
-    # the petrous peak: the densest petrous band 5–45 mm below the clinoid top, else in the lower half of the skull
+        # above_scan: bone up to where the scan's top crosses the central region; below_brain: no brain at all, so
+        # at most a brain run below the scan's top
+        low = top if state == "above_scan" and top is not None else z_top - BRAIN_RUN_MM
+        note = ("the scan ends inside the sella/clinoid region: the clinoid processes are above it"
+                if state == "above_scan" else "the scan does not reach the brain above the skull base")
+        return LandmarkPrior({}, {}, {"clinoid_top_z_mm": None}, [note],
+                             {f"{side}_anterior_clinoid": (low, None) for side in SIDES})
+    if state == "below_scan":
+        high = z_bottom + CLINOID_BELOW_TOP[0]
+        return LandmarkPrior({}, {}, {"clinoid_top_z_mm": None}, ["the scan starts above the skull base"],
+                             {f"{side}_{kind}": (None, high) for side in SIDES for kind in LANDMARK_KINDS})
+    return None
+
+
+def _petrous_anchors(prof: dict[str, np.ndarray], z: np.ndarray, sk: float, top: float | None, lower_top: int,
+                     z_bottom: float, notes: list[str],
+                     bounds: dict[str, tuple[float | None, float | None]]) -> dict[str, float | None]:
+    """The petrous peak (densest band 5–45 mm below the clinoid top, else in the lower half of the skull) and each
+    side's inferior petrous surface; a surface below the scan becomes a limit on that side's carotid canal."""
+    both = _smooth(prof["L"] + prof["R"], sk)
     window = np.arange(lower_top + 1)
     if top is not None:
         window = np.flatnonzero((z >= top - PETROUS_BELOW_TOP_MM[1]) & (z <= top - PETROUS_BELOW_TOP_MM[0]))
@@ -285,23 +270,56 @@ def landmark_prior(vol: CTVolume, plane: MidsagittalPlane, device: Any = None,
         if surface is None and k_peak is not None:
             notes.append(f"the scan starts inside the {'left' if side == 'L' else 'right'} petrous bone")
             bounds[f"{side}_carotid_canal"] = (None, z_bottom)
-    anchors["clinoid_top_z_mm"] = top if state == "found" else None
-    if anchors["clinoid_top_z_mm"] is None and k_peak is None:
-        return LandmarkPrior({}, {}, anchors, notes, bounds) if bounds else None
+    return anchors
 
-    e = np.eye(3)  # unknowns: canal, petrolingual, clinoid (midline heights)
+
+def _fused_heights(anchors: dict[str, float | None]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Midline (canal, petrolingual, clinoid) heights and SDs from the anchors and the anatomical relations."""
+    e = np.eye(3)
     obs: list[tuple[np.ndarray, float, float]] = []
-    if anchors["clinoid_top_z_mm"] is not None:
+    if anchors.get("clinoid_top_z_mm") is not None:
         obs.append((e[2], anchors["clinoid_top_z_mm"] + CLINOID_BELOW_TOP[0], CLINOID_BELOW_TOP[1]))
     surfaces = [anchors[f"{s}_petrous_surface_z_mm"] for s in SIDES if anchors[f"{s}_petrous_surface_z_mm"] is not None]
     if surfaces:
         obs.append((e[0], float(np.mean(surfaces)) + CANAL_AT_PETROUS_SURFACE[0],
                     CANAL_AT_PETROUS_SURFACE[1] / np.sqrt(len(surfaces))))
-    if anchors["petrous_peak_z_mm"] is not None:
+    if anchors.get("petrous_peak_z_mm") is not None:
         obs.append((e[0], anchors["petrous_peak_z_mm"] + CANAL_BELOW_PETROUS_PEAK[0], CANAL_BELOW_PETROUS_PEAK[1]))
     obs.append((e[1] - e[2], PETROLINGUAL_BELOW_CLINOID[0], PETROLINGUAL_BELOW_CLINOID[1]))
     obs.append((e[1] - e[0], PETROLINGUAL_ABOVE_CANAL[0], PETROLINGUAL_ABOVE_CANAL[1]))
-    fused = _fuse(obs)
+    return _fuse(obs)
+
+
+def landmark_prior(vol: CTVolume, plane: MidsagittalPlane, device: Any = None,
+                   analysis: CoarseHead | None = None) -> LandmarkPrior | None:
+    """The bone-based prior of the six landmark heights of an axial LPS CT (see the module docstring)."""
+    a = analysis if analysis is not None else analyse_head(vol, device)
+    z = _slice_heights(a)
+    sk = float(a.grid.spacing[2])
+    prof = _profiles(a, plane)
+    with_bone = np.flatnonzero(prof["bone_any"] > 0)
+    if with_bone.size == 0:
+        return None
+    lower_top = int(with_bone.min() + (with_bone.max() - with_bone.min()) // 2)
+    # the scanned part: slices holding head tissue (a reformatted or tilt-corrected grid has empty slices beyond)
+    held = np.flatnonzero(a.head.any(axis=(1, 2)))
+    k0, k1 = int(held.min()), int(held.max()) + 1
+    part = {k: v[k0:k1] for k, v in prof.items()}
+    top, state = _clinoid_top(part["central"], part["central_head"], _smooth(part["L"] + part["R"], sk),
+                              part["enclosed_cm2"], z[k0:k1], sk)
+    z_bottom, z_top = float(z[k0] - 0.5 * sk), float(z[k1 - 1] + 0.5 * sk)
+    if state == "none" and not _free_runs(part["enclosed_cm2"] >= CRANIAL_CAVITY_CM2, sk):
+        state = "below_brain"  # no cranial cavity at all: the scan ends at or below the skull base
+    partial = _partial_scan_prior(state, top, z_bottom, z_top)
+    if partial is not None:
+        return partial
+    notes: list[str] = [] if state == "found" else ["no sella/clinoid bone under the brain was found"]
+    bounds: dict[str, tuple[float | None, float | None]] = {}
+    anchors = _petrous_anchors(prof, z, sk, top, lower_top, z_bottom, notes, bounds)
+    anchors["clinoid_top_z_mm"] = top if state == "found" else None
+    fused = None
+    if anchors["clinoid_top_z_mm"] is not None or anchors["petrous_peak_z_mm"] is not None:
+        fused = _fused_heights(anchors)
     if fused is None:
         return LandmarkPrior({}, {}, anchors, notes, bounds) if bounds else None
     mean, sd = fused

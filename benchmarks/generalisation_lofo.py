@@ -112,6 +112,11 @@ def robustness(out: Path, held: str, fi: int, seg: str, lm: str, device: str) ->
     return rows
 
 
+def finished(model_dir: Path) -> bool:
+    """A model folder the trainer completed (it writes the weights and the config last, atomically)."""
+    return (model_dir / "model.safetensors").is_file() and (model_dir / "config.json").is_file()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--families", default="soft,bone,thick,aged")
@@ -123,6 +128,8 @@ def main() -> None:
     ap.add_argument("--seg-epochs", type=int, default=6)
     ap.add_argument("--seg-steps", type=int, default=50)
     ap.add_argument("--lm-epochs", type=int, default=10)
+    ap.add_argument("--seg-lr", type=float, default=5e-4, help="fine-tuning learning rate of the segmenter")
+    ap.add_argument("--lm-lr", type=float, default=2e-4, help="fine-tuning learning rate of the localiser")
     ap.add_argument("--workers", type=int, default=1, help="processes making phantoms")
     ap.add_argument("--threads", type=int, default=2, help="torch threads for training and inference")
     ap.add_argument("--cache", default=None, help="prepared training cases (.npz), reused across folds and runs")
@@ -150,20 +157,34 @@ def main() -> None:
 
     for held in families:
         t_fold = time.perf_counter()
+        saved = out / held / "fold.json"
+        if saved.is_file():  # an interrupted run continues after its last finished fold
+            folds.append(json.loads(saved.read_text()))
+            log(f"fold {held}: reusing {saved}")
+            continue
         jobs = train_jobs([f for f in families if f != held], args.train_per_family, args.classic)
         log(f"fold {held}: preparing {len(jobs)} training phantoms")
         prepared = prepare_many(jobs, args.workers, args.cache)
         models = out / held / "models"
         description = (f"LOFO fold without '{held}': {len(jobs)} phantoms of "
                        f"{', '.join(sorted({f for _, f in jobs}))}")
-        log(f"fold {held}: training the segmenter")
-        seg = train_segmenter([p[0] for p in prepared], models / "segmenter", epochs=args.seg_epochs,
-                              steps_per_epoch=args.seg_steps, device=args.device, init=args.init_segmenter,
-                              resume=True, val_fraction=0.15, data_description=description)
-        log(f"fold {held}: training the landmark localiser")
-        lm = train_landmarks([p[1] for p in prepared], models / "landmarks", epochs=args.lm_epochs,
-                             device=args.device, init=args.init_landmarks, resume=True, val_fraction=0.15,
-                             data_description=description)
+        seg, lm = models / "segmenter", models / "landmarks"
+        reused = finished(seg) and finished(lm)
+        if finished(seg):
+            log(f"fold {held}: reusing the trained segmenter {seg}")
+        else:
+            log(f"fold {held}: training the segmenter")
+            seg = train_segmenter([p[0] for p in prepared], models / "segmenter", epochs=args.seg_epochs,
+                                  steps_per_epoch=args.seg_steps, lr=args.seg_lr, device=args.device,
+                                  init=args.init_segmenter,
+                                  resume=True, val_fraction=0.15, data_description=description)
+        if finished(lm):
+            log(f"fold {held}: reusing the trained localiser {lm}")
+        else:
+            log(f"fold {held}: training the landmark localiser")
+            lm = train_landmarks([p[1] for p in prepared], models / "landmarks", epochs=args.lm_epochs,
+                                 lr=args.lm_lr, device=args.device, init=args.init_landmarks, resume=True,
+                                 val_fraction=0.15, data_description=description)
         t_train = time.perf_counter() - t_fold
         truth = out / "test" / held
         fi = FAMILIES.index(held)
@@ -176,11 +197,13 @@ def main() -> None:
                                     args.device)
         new = segment_and_evaluate(truth, out / held / "pred_fold", str(seg), str(lm), args.device)
         robust = robustness(out, held, fi, str(seg), str(lm), args.device)
-        fold = {"held_out": held, "train_jobs": len(jobs), "train_minutes": round(t_train / 60, 1),
+        fold = {"held_out": held, "train_jobs": len(jobs),
+                "train_minutes": None if reused else round(t_train / 60, 1),
                 "robustness": robust,
                 "parents": {"summary": base["summary"], "values": case_values(base)},
                 "fold": {"summary": new["summary"], "values": case_values(new)}}
         folds.append(fold)
+        saved.write_text(json.dumps(fold, indent=2, default=float))
         s = new["summary"]
         log(f"fold {held}: Dice {s['mean_dice']}, label accuracy {s['mean_label_accuracy']}, ≤1 slice "
             f"{s['landmark_within_1_slice']} (parents: Dice {base['summary']['mean_dice']}, ≤1 slice "
@@ -212,7 +235,8 @@ def markdown(record: dict) -> str:
         "# Generalisation to unseen phantom families (leave one family out)", "",
         f"Command: `python benchmarks/generalisation_lofo.py --families {a['families']} --train-per-family "
         f"{a['train_per_family']} --classic {a['classic']} --test-per-family {a['test_per_family']} --seg-epochs "
-        f"{a['seg_epochs']} --seg-steps {a['seg_steps']} --lm-epochs {a['lm_epochs']} --init-segmenter "
+        f"{a['seg_epochs']} --seg-steps {a['seg_steps']} --lm-epochs {a['lm_epochs']} --seg-lr {a['seg_lr']} "
+        f"--lm-lr {a['lm_lr']} --init-segmenter "
         f"{Path(a['init_segmenter']).name if a['init_segmenter'] else 'none'} --init-landmarks "
         f"{Path(a['init_landmarks']).name if a['init_landmarks'] else 'none'}` at commit {record['commit']}, "
         f"{record['minutes']} min on {a['device']}.", "",

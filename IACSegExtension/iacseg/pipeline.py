@@ -115,7 +115,8 @@ def segment_volume(vol: CTVolume, options: SegmentOptions, progress: Progress = 
     from .mapping import segment_labels
     from .models import (CalcificationSegmenter, LandmarkLocaliser, NnUNetSegmenter, calcium_mask, is_nnunet_spec,
                          resolve_model)
-    from .preprocess import analyse_head, ica_region, landmark_prior, midsagittal_plane, resolve_device, to_axial_lps
+    from .preprocess import (analyse_head, ica_region, landmark_prior, midsagittal_plane, outside_ica_corridor,
+                             resolve_device, to_axial_lps)
     from .quality import refuse_unprocessable
 
     threshold = parse_threshold(options.threshold)
@@ -157,6 +158,9 @@ def segment_volume(vol: CTVolume, options: SegmentOptions, progress: Progress = 
     else:
         prob_ct = probability_on_ct_grid(prob, axial.grid, vol.grid, device=device)
         mask = calcium_mask(prob_ct, vol.hu, thr, min_hu=CALCIUM_HU)
+    outside = outside_ica_corridor(mask, vol.grid, plane, landmark_heights(landmarks))
+    for where in outside.values():
+        mask &= ~where
     labels = segment_labels(mask, vol.grid, plane, landmark_heights(landmarks))
     watch.lap("mapping")
 
@@ -171,6 +175,7 @@ def segment_volume(vol: CTVolume, options: SegmentOptions, progress: Progress = 
         "threshold_source": "model calibration" if threshold == "auto" else "user",
         "models": {"segmenter": _describe(segmenter), "landmarks": _describe(localiser)},
         "roi_kji": [[s.start, s.stop] for s in roi],
+        "outside_ica_voxels": {where: int(m.sum()) for where, m in outside.items()},
         "device": str(device),
         "warnings": warnings,
         "qc": qc,
@@ -217,7 +222,8 @@ def segment_case(input_path: str | Path, out_dir: str | Path, options: SegmentOp
                           timings=timings, warnings=info["warnings"], acquisition=vol.metadata, grid=vol.grid,
                           input_path=Path(input_path),
                           extra={"threshold": info["threshold"], "threshold_source": info["threshold_source"],
-                                 "roi_kji": info["roi_kji"], "device": info["device"],
+                                 "roi_kji": info["roi_kji"], "outside_ica_voxels": info["outside_ica_voxels"],
+                                 "device": info["device"],
                                  "qc": info["qc"].to_dict(), "landmark_prior": info["landmark_prior"]})
     t2 = time.perf_counter()
     write_case_outputs(out_dir, labels=labels, grid=vol.grid, landmarks=landmarks, report=report,

@@ -18,6 +18,7 @@ from iacseg.measure import measure_case
 from iacseg.outputs import terminology, writer
 from iacseg.outputs.markups import Landmark, read_landmarks
 from iacseg.outputs.report import build_report, report_csv_text
+from iacseg.outputs.safety import RESULT_MARKER
 from iacseg.outputs.segnrrd import read_segmentation_labels, write_segmentation_nrrd
 
 RESOURCES = Path(__file__).resolve().parents[1] / "Resources"
@@ -72,7 +73,7 @@ def test_write_case_outputs_writes_the_five_contract_files(tmp_path: Path) -> No
     out = writer.write_case_outputs(tmp_path / "case", labels=labels, grid=grid, landmarks=landmarks,
                                     report=_report(grid, labels, hu, landmarks))
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [LABELS_FILE, SEGMENTATION_FILE, LANDMARKS_FILE, REPORT_JSON, REPORT_CSV])
+        [LABELS_FILE, SEGMENTATION_FILE, LANDMARKS_FILE, REPORT_JSON, REPORT_CSV, RESULT_MARKER])
     assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(out / LABELS_FILE))), labels)
     read = read_landmarks(out / LANDMARKS_FILE)
     assert {n: lm.z_mm for n, lm in read.items()} == HEIGHTS
@@ -83,7 +84,7 @@ def test_write_case_outputs_writes_the_five_contract_files(tmp_path: Path) -> No
     assert [p.name for p in tmp_path.iterdir()] == ["case"]
 
 
-def test_existing_folder_is_refused_unless_overwrite(tmp_path: Path) -> None:
+def test_existing_folder_is_refused_unless_overwrite_of_a_previous_result(tmp_path: Path) -> None:
     grid, labels, hu, landmarks = _case()
     report = _report(grid, labels, hu, landmarks)
     out = tmp_path / "case"
@@ -91,8 +92,14 @@ def test_existing_folder_is_refused_unless_overwrite(tmp_path: Path) -> None:
     (out / "keep.txt").write_text("previous")
     with pytest.raises(InputError, match="not empty"):
         writer.write_case_outputs(out, labels=labels, grid=grid, landmarks=landmarks, report=report)
+    with pytest.raises(InputError, match="not a previous IACSeg result"):  # a user's folder is never replaced
+        writer.write_case_outputs(out, labels=labels, grid=grid, landmarks=landmarks, report=report, overwrite=True)
+    assert (out / "keep.txt").read_text() == "previous" and not (out / REPORT_CSV).exists()
+    (out / "keep.txt").unlink()
+    writer.write_case_outputs(out, labels=labels, grid=grid, landmarks=landmarks, report=report)
+    (out / REPORT_CSV).write_text("old")
     writer.write_case_outputs(out, labels=labels, grid=grid, landmarks=landmarks, report=report, overwrite=True)
-    assert not (out / "keep.txt").exists() and (out / REPORT_CSV).exists()
+    assert (out / REPORT_CSV).read_text() != "old" and (out / RESULT_MARKER).is_file()
 
 
 def test_failure_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,20 +17,25 @@ from IACSegLib.process import EngineProcess  # noqa: E402
 
 
 def test_arguments_after_slicers_double_dash(tmp_path: Path) -> None:
-    options = parse_batch_args(["--", "--input", str(tmp_path), "--output", str(tmp_path / "out"),
+    (tmp_path / "cases").mkdir()
+    options = parse_batch_args(["--", "--input", str(tmp_path / "cases"), "--output", str(tmp_path / "out"),
                                 "--model", "m1", "--device", "cpu", "--threshold", "0.3"])
     assert (options.input, options.output, options.model, options.device, options.threshold) == \
-        (tmp_path, tmp_path / "out", "m1", "cpu", 0.3)
+        (tmp_path / "cases", tmp_path / "out", "m1", "cpu", 0.3)
     assert options.slicer_files and not options.overwrite
 
 
 def test_bad_arguments(tmp_path: Path) -> None:
+    (tmp_path / "cases").mkdir()
     with pytest.raises(ParameterError, match="does not exist"):
         parse_batch_args(["--input", str(tmp_path / "none"), "--output", str(tmp_path)])
     with pytest.raises(ParameterError, match="device"):
-        parse_batch_args(["--input", str(tmp_path), "--output", str(tmp_path / "o"), "--device", "tpu"])
+        parse_batch_args(["--input", str(tmp_path / "cases"), "--output", str(tmp_path / "o"), "--device", "tpu"])
     with pytest.raises(SystemExit):
         parse_batch_args(["--output", str(tmp_path)])
+    for inside in (tmp_path / "cases", tmp_path / "cases" / "results", tmp_path):  # the input is never the output
+        with pytest.raises(ParameterError, match="input"):
+            parse_batch_args(["--input", str(tmp_path / "cases"), "--output", str(inside)])
 
 
 class FakeEngineLauncher:
@@ -86,3 +91,25 @@ def test_summary_counts_qc_statuses_of_the_cases_done() -> None:
                                                           ("d", "ok"))]
     assert summary_text(done + [CaseOutcome("e", "failed", 0.0, "not a CT")]) == \
         "IACSeg batch: 4 done, 0 skipped, 1 failed; QC 2 ok, 1 unusable, 1 unknown"
+
+
+def test_a_users_folder_with_a_case_name_is_left_untouched_and_the_engine_not_started(tmp_path: Path) -> None:
+    cases = tmp_path / "cases"
+    (cases / "case_a").mkdir(parents=True)
+    fake.write_fake_ct(cases / "case_a" / "ct.nii.gz")
+    (tmp_path / "out" / "case_a").mkdir(parents=True)
+    (tmp_path / "out" / "case_a" / "notes.txt").write_text("mine")
+    commands, lines = [], []
+
+    def make_process() -> EngineProcess:
+        launcher = FakeEngineLauncher()
+        launcher.launch = lambda args, *rest: commands.append(args)
+        return EngineProcess(launcher)
+
+    for overwrite in ([], ["--overwrite"]):
+        options = parse_batch_args(["--input", str(cases), "--output", str(tmp_path / "out"), *overwrite])
+        outcomes = run_batch(options, make_process, "PythonSlicer", log=lines.append)
+        assert [(o.name, o.status) for o in outcomes] == [("case_a", "failed")]
+        assert "not an IACSeg result" in outcomes[0].error and "left untouched" in outcomes[0].error
+    assert commands == [] and [p.name for p in (tmp_path / "out" / "case_a").iterdir()] == ["notes.txt"]
+    assert (tmp_path / "out" / "case_a" / "notes.txt").read_text() == "mine"

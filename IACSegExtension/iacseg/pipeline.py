@@ -190,19 +190,19 @@ def segment_case(input_path: str | Path, out_dir: str | Path, options: SegmentOp
                  progress: Progress = no_progress) -> CaseResult:
     """Segment one CT and write the contract outputs to ``out_dir`` (atomically).
 
+    The output folder is checked first (`iacseg.outputs.safety.check_output_folder`: not the input's folder,
+    not a user's folder, writable, room, name length), so a bad ``out_dir`` fails before any computation.
     Nothing is written when anything fails: the output folder appears only complete.
     """
     from .io import read_ct
     from .measure import measure_case
     from .outputs import build_report, write_case_outputs
+    from .outputs.safety import check_output_folder
     from .quality import apply_assessability
 
     options = options or SegmentOptions()
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"output path {out_dir} exists and is not a folder; choose another -o")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not options.overwrite:
-        raise InputError(f"output folder {out_dir} already exists and is not empty; choose another -o or add --overwrite")
+    # before anything is read or computed: never an input, the current/home folder or a user's folder; room to write
+    out_dir = check_output_folder(out_dir, inputs=[input_path], overwrite=options.overwrite)
     t0 = time.perf_counter()
     progress("read", 0.0, f"reading {Path(input_path).name}")
     vol = read_ct(input_path, series_uid=options.series_uid)

@@ -81,19 +81,28 @@ def relabel_case(mask_path: str | Path, landmarks_path: str | Path, out_dir: str
     from .io import read_ct
     from .measure import measure_case
     from .outputs import build_report, write_case_outputs
+    from .outputs.safety import FIXED_OUTPUT_BYTES, check_location, check_output_folder
     from .quality import apply_assessability
 
+    report_path = Path(report_path) if report_path else Path(mask_path).with_name(REPORT_JSON)
+    try:  # the new label files are about the mask's size each
+        mask_bytes = Path(mask_path).stat().st_size
+    except OSError:
+        mask_bytes = 0
+    # before anything is read: the output may not be an input's folder nor a user's folder, and must be writable
+    check_output_folder(out_dir, inputs=[mask_path, landmarks_path, ct_path, report_path], overwrite=overwrite,
+                        expected_bytes=4 * mask_bytes + FIXED_OUTPUT_BYTES)
     mask, grid = read_label_map(mask_path)
     landmarks = read_landmarks(landmarks_path)
     for lm in landmarks.values():
         lm.extra["source"] = "reader"
-    report_path = Path(report_path) if report_path else Path(mask_path).with_name(REPORT_JSON)
     plane, old_report = plane_from_report(report_path)
     labels = relabel_arrays(mask, grid, plane, landmarks)
     warnings: list[str] = []
     recorded_ct = old_report.get("input")
     if ct_path is None and isinstance(recorded_ct, str) and Path(recorded_ct).is_file():
         ct_path = recorded_ct
+        check_location(out_dir, [ct_path])
     if ct_path is not None:
         vol = read_ct(ct_path)
         if not vol.grid.same_geometry(grid):

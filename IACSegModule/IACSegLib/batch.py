@@ -18,6 +18,7 @@ from typing import Callable, Mapping, Sequence
 from iacseg.batch import BatchCase, discover_cases
 from iacseg.contracts import REPORT_JSON
 from iacseg.errors import IACSegError
+from iacseg.outputs.safety import is_result_folder
 
 from .parameters import DEVICES, ParameterError, SegmentParameters, engine_command, parse_threshold_text
 from .process import EngineError, EngineProcess, ProgressUpdate
@@ -68,6 +69,12 @@ def parse_batch_args(argv: Sequence[str]) -> BatchOptions:
         raise ParameterError(f"the batch input {options.input} does not exist; give a folder of CTs")
     if options.output.is_file():
         raise ParameterError(f"the batch output {options.output} is a file; give a folder")
+    from iacseg.outputs.safety import check_batch_output
+
+    try:  # the engine's own rules: never the input folder (or inside it), the current/home folder, or unwritable
+        check_batch_output(options.output, [options.input])
+    except IACSegError as exc:
+        raise ParameterError(str(exc)) from None
     SegmentParameters(options.input, options.output, options.model, options.landmark_model, options.device,
                       options.threshold).validate()
     return options
@@ -93,9 +100,17 @@ def run_batch(options: BatchOptions, make_process: Callable[[], EngineProcess], 
     for number, case in enumerate(cases, start=1):
         params = options.case_parameters(case)
         prefix = f"[{number}/{len(cases)} {case.name}]"
-        if (params.output_dir / REPORT_JSON).is_file() and not options.overwrite:
+        ours = is_result_folder(params.output_dir)
+        if ours and (params.output_dir / REPORT_JSON).is_file() and not options.overwrite:
             log(f"{prefix} skipped: results already in {params.output_dir}")
             outcomes.append(CaseOutcome(case.name, "skipped", 0.0))
+            continue
+        if not ours and params.output_dir.exists() and (not params.output_dir.is_dir()
+                                                         or any(params.output_dir.iterdir())):
+            error = (f"{params.output_dir} exists and is not an IACSeg result; it was left untouched — move it "
+                     f"away or choose another --output")
+            log(f"{prefix} failed: {error}")
+            outcomes.append(CaseOutcome(case.name, "failed", 0.0, error))
             continue
         t0 = time.monotonic()
         process = make_process()

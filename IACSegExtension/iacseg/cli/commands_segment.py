@@ -81,12 +81,16 @@ def cmd_segment(args: argparse.Namespace) -> int:
 def cmd_batch(args: argparse.Namespace) -> int:
     from ..batch import parse_shard, run_batch
 
-    options = options_from_args(args)
+    options = options_from_args(args, overwrite=args.overwrite)
+    failures: list[str] = []
     progress, close = make_progress(args.progress, desc="batch ")
     try:
-        counts = run_batch(args.inputs, args.output, options, shard=parse_shard(args.shard), progress=progress)
+        counts = run_batch(args.inputs, args.output, options, shard=parse_shard(args.shard), progress=progress,
+                           on_failure=lambda case, message: failures.append(f"batch: {case} failed: {message}"))
     finally:
         close()
+    for line in failures:  # after the progress bar is closed: one line per failed case
+        print(line, file=sys.stderr)
     print(f"batch: {counts['done']} done, {counts['skipped']} skipped (already finished), "
           f"{counts['failed']} failed — see {Path(args.output) / 'summary.csv'}", file=sys.stderr)
     return 1 if counts["failed"] else 0
@@ -113,7 +117,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("segment", help="segment one CT into the contract output folder")
     p.add_argument("input", help="DICOM folder, NIfTI (.nii/.nii.gz), NRRD or MHA file")
     p.add_argument("-o", "--output", required=True, help="output folder (created atomically)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output folder that holds a previous IACSeg result (nothing else)")
     p.add_argument("--overview", action="store_true", help="also write overview.png")
     add_model_options(p)
     p.set_defaults(func=cmd_segment)
@@ -122,6 +127,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", help="CT files, case folders, or folders of case folders")
     p.add_argument("-o", "--output", required=True, help="output folder: one subfolder per case + summary.csv")
     p.add_argument("--shard", default=None, help="i/n: process every n-th case starting at i (parallel runs)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="segment again cases that already have an IACSeg result (replaces only those folders)")
     p.add_argument("--overview", action="store_true", help="also write overview.png per case")
     add_model_options(p)
     p.set_defaults(func=cmd_batch)
@@ -132,7 +139,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ct", default=None, help="the CT, for HU-based measures (Agatston, mass, peak HU)")
     p.add_argument("--report", default=None, help="the original report.json (default: beside the mask) for the plane")
     p.add_argument("-o", "--output", required=True, help="output folder")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output folder that holds a previous IACSeg result (nothing else)")
     p.set_defaults(func=cmd_relabel)
 
     p = sub.add_parser("demo", help="make a sample phantom, segment it with the demo models, write a PNG overview")

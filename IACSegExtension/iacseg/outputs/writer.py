@@ -9,11 +9,11 @@ import numpy as np
 
 from ..contracts import (LABELS_FILE, LANDMARKS, LANDMARKS_FILE, REPORT_CSV, REPORT_JSON, SEGMENTATION_FILE,
                          SEGMENTS)
-from ..errors import InputError
 from ..io.volume import Grid
 from .atomic import atomic_folder
 from .markups import Landmark, write_landmarks
 from .report import write_report
+from .safety import check_replaceable, write_result_marker
 from .segnrrd import write_segmentation_nrrd
 
 OVERVIEW_FILE = "overview.png"
@@ -48,8 +48,10 @@ def write_case_outputs(out_dir: Path, *, labels: np.ndarray, grid: Grid, landmar
 
     ``labels``: uint8 ``[k, j, i]`` 0..8 on ``grid`` (LPS); ``landmarks``: the six `Landmark`s (LPS mm);
     ``report``: `build_report` output, whose volumes must match ``labels`` exactly. With ``hu`` (CT in HU on
-    ``grid``) an ``overview.png`` is added. An existing non-empty ``out_dir`` is refused (`InputError`) unless
-    ``overwrite``; on any failure nothing is left behind and a previous result is untouched.
+    ``grid``) an ``overview.png`` is added; every result folder also gets the hidden marker
+    `iacseg.outputs.safety.RESULT_MARKER`. An existing non-empty ``out_dir`` is refused (`InputError`) unless
+    ``overwrite`` and it holds a previous IACSeg result (`iacseg.outputs.safety.check_replaceable`); on any
+    failure nothing is left behind and a previous result is untouched.
     """
     out_dir = Path(out_dir)
     labels = np.asarray(labels)
@@ -57,10 +59,7 @@ def write_case_outputs(out_dir: Path, *, labels: np.ndarray, grid: Grid, landmar
         raise ValueError(f"labels shape {labels.shape} does not match grid shape {grid.shape}")
     labels = labels.astype(np.uint8, copy=False)
     check_report_volumes(labels, grid, report)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"output path {out_dir} is a file; give a folder path")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise InputError(f"output folder {out_dir} already exists and is not empty; choose another or use --overwrite")
+    check_replaceable(out_dir, overwrite)
     ordered = [landmarks[n] for n in LANDMARKS if n in landmarks] + \
               [lm for n, lm in landmarks.items() if n not in LANDMARKS]
     from ..io.writers import write_image
@@ -74,4 +73,6 @@ def write_case_outputs(out_dir: Path, *, labels: np.ndarray, grid: Grid, landmar
             from .overview import write_overview_png
 
             write_overview_png(tmp / OVERVIEW_FILE, hu, labels, grid, landmarks)
+        write_result_marker(tmp)
+        check_replaceable(out_dir, overwrite)  # again: the folder may have changed while the files were written
     return out_dir

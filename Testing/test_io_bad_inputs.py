@@ -149,7 +149,7 @@ def test_bad_input_gives_one_clear_sentence(tmp_path, small_ct: CTVolume, kind):
 def test_unreadable_file_is_refused(tmp_path, small_ct: CTVolume, monkeypatch):
     # Tests may run as root, where chmod cannot make a file unreadable, so deny access through os.access.
     path = write_image(tmp_path / "locked.nii.gz", small_ct.hu, small_ct.grid)
-    monkeypatch.setattr("iacseg.io.validate.os.access", lambda p, mode: False)
+    monkeypatch.setattr("iacseg.io.paths.os.access", lambda p, mode: False)
     with pytest.raises(InputError, match="cannot be read with your permissions") as err:
         read_ct(path)
     assert "locked.nii.gz" in str(err.value)

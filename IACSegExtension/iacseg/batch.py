@@ -75,9 +75,10 @@ def discover_cases(inputs: Iterable[str | Path]) -> list[BatchCase]:
     """Cases from the command line: image files, case folders, or folders of cases (a case per subfolder)."""
     cases: list[BatchCase] = []
     for raw in inputs:
+        from .io.paths import check_input_path
+
         path = Path(raw)
-        if not path.exists():
-            raise InputError(f"batch input {path} does not exist")
+        check_input_path(path, "The batch input")  # missing, symlink loop, FIFO/device/socket, unreadable
         if path.is_file():
             cases.append(BatchCase(_stem(path), path))
             continue

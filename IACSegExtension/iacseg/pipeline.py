@@ -35,6 +35,7 @@ class SegmentOptions:
     overview_png: bool = False
     risk_cutpoints_mm3: list[float] | None = None
     keep_probability: bool = False  # put the probability map on vol.grid in info["probability"] (calibration)
+    allow_gaps: bool = False  # read a DICOM series with missing slices (gap filled by interpolation, warned)
 
 
 @dataclass
@@ -205,7 +206,7 @@ def segment_case(input_path: str | Path, out_dir: str | Path, options: SegmentOp
     out_dir = check_output_folder(out_dir, inputs=[input_path], overwrite=options.overwrite)
     t0 = time.perf_counter()
     progress("read", 0.0, f"reading {Path(input_path).name}")
-    vol = read_ct(input_path, series_uid=options.series_uid)
+    vol = read_ct(input_path, series_uid=options.series_uid, allow_gaps=options.allow_gaps)
     read_s = time.perf_counter() - t0
 
     labels, landmarks, plane, info = segment_volume(vol, options, progress)

@@ -24,11 +24,14 @@ def read_label_map(path: str | Path) -> tuple[np.ndarray, Grid]:
 
     from .io.volume import grid_from_sitk
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"mask file {path} does not exist")
+    from .io.paths import check_input_path, itk_path, shown
+
+    path = check_input_path(Path(path), "The mask file")
+    if path.is_dir():
+        raise InputError(f"The mask {shown(path)} is a folder; give the calcifications.nii.gz file inside it")
     try:
-        image = sitk.ReadImage(str(path))
+        with itk_path(path) as name:
+            image = sitk.ReadImage(name)
     except RuntimeError:
         raise InputError(f"{path} is not a readable image (expected e.g. calcifications.nii.gz)") from None
     if image.GetDimension() != 3:
@@ -44,6 +47,27 @@ def plane_from_report(report_path: Path) -> tuple[MidsagittalPlane, dict[str, An
         raise InputError(f"report {report_path} does not exist; pass --report with the original report.json") from None
     except (ValueError, KeyError, TypeError):
         raise InputError(f"{report_path} has no midsagittal plane; pass the report.json written by iacseg segment") from None
+
+
+#: how far (mm) beyond the scanned z-range a reader's landmark may lie (a clinoid above a scan's top edge)
+LANDMARK_MARGIN_MM = 50.0
+
+
+def check_landmark_heights(landmarks: dict[str, Landmark], grid: Grid, source: str | Path = "the landmarks") -> None:
+    """Refuse a landmark whose position is not finite or whose height lies far outside the scanned volume."""
+    corners = np.array([[i, j, k] for i in (0, grid.shape[2] - 1) for j in (0, grid.shape[1] - 1)
+                        for k in (0, grid.shape[0] - 1)], float)
+    z = grid.index_to_world(corners)[:, 2]
+    low, high = float(z.min()) - LANDMARK_MARGIN_MM, float(z.max()) + LANDMARK_MARGIN_MM
+    for name, lm in landmarks.items():
+        values = [float(lm.z_mm), *(float(v) for v in lm.position)]
+        if not np.all(np.isfinite(values)):
+            raise InputError(f"landmark {name} in {source} has a position that is not a finite number; place it "
+                             "again in Slicer and save the landmarks")
+        if not low <= float(lm.z_mm) <= high:
+            raise InputError(f"landmark {name} in {source} is at height z = {float(lm.z_mm):.4g} mm, outside the "
+                             f"scanned volume (z {low + LANDMARK_MARGIN_MM:.1f} to {high - LANDMARK_MARGIN_MM:.1f} mm, "
+                             f"±{LANDMARK_MARGIN_MM:g} mm allowed); place it on this CT and save the landmarks again")
 
 
 def relabel_arrays(mask: np.ndarray, grid: Grid, plane: MidsagittalPlane,
@@ -97,6 +121,7 @@ def relabel_case(mask_path: str | Path, landmarks_path: str | Path, out_dir: str
     for lm in landmarks.values():
         lm.extra["source"] = "reader"
     plane, old_report = plane_from_report(report_path)
+    check_landmark_heights(landmarks, grid, landmarks_path)
     labels = relabel_arrays(mask, grid, plane, landmarks)
     warnings: list[str] = []
     recorded_ct = old_report.get("input")
@@ -104,7 +129,7 @@ def relabel_case(mask_path: str | Path, landmarks_path: str | Path, out_dir: str
         ct_path = recorded_ct
         check_location(out_dir, [ct_path])
     if ct_path is not None:
-        vol = read_ct(ct_path)
+        vol = read_ct(ct_path, allow_gaps=True)  # the CT the mask was made from, already accepted by segment
         if not vol.grid.same_geometry(grid):
             raise InputError(f"the CT {ct_path} is not on the mask's grid; pass the CT the mask was made from")
         hu = vol.hu

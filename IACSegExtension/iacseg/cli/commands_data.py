@@ -38,16 +38,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.bootstrap < 1:
         raise InputError(f"--bootstrap must be at least 1 resample, not {args.bootstrap}")
-    cut = None
-    if args.risk_cutpoints:
-        try:
-            cut = sorted(float(v) for v in args.risk_cutpoints.split(","))
-        except ValueError:
-            raise InputError(f"--risk-cutpoints must be numbers separated by commas, "
-                             f"not {args.risk_cutpoints!r}") from None
-        from ..measure.risk import risk_group
+    from .validate import parse_cutpoints
 
-        risk_group(0.0, cut)  # refuses a wrong number of cut points before any case is read
+    cut = parse_cutpoints(args.risk_cutpoints)
     progress, close = make_progress(args.progress, desc="evaluate ")
     try:
         result = evaluate_folders(Path(args.pred), Path(args.truth), progress=progress, n_resamples=args.bootstrap,

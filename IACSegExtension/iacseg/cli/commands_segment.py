@@ -19,24 +19,24 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", default="auto", help="probability threshold, or 'auto' for the model's calibrated one")
     p.add_argument("--series", dest="series_uid", default=None, help="DICOM SeriesInstanceUID to use")
     p.add_argument("--risk-cutpoints", default=None,
-                   help="total-volume cut points in mm³ for the risk groups, comma-separated (e.g. 10,50,150)")
+                   help="total-volume cut points in mm³ for the risk groups, comma-separated: low|moderate and moderate|high (e.g. 30,100)")
     p.add_argument("--progress", choices=PROGRESS_MODES, default="bar",
                    help="bar for people, jsonl (JSON lines on stdout) for programs, none")
+    p.add_argument("--allow-gaps", action="store_true",
+                   help="read a DICOM series with missing slices (unreadable slice files or a gap in the slice "
+                        "positions), filling the gap by interpolation with a warning; refused without it")
 
 
 def options_from_args(args: argparse.Namespace, overwrite: bool = False):
-    from ..errors import InputError
     from ..pipeline import SegmentOptions, parse_threshold
 
-    cut = None
-    if args.risk_cutpoints:
-        try:
-            cut = sorted(float(v) for v in args.risk_cutpoints.split(","))
-        except ValueError:
-            raise InputError(f"--risk-cutpoints must be numbers separated by commas, not {args.risk_cutpoints!r}") from None
+    from .validate import parse_cutpoints
+
+    cut = parse_cutpoints(args.risk_cutpoints)
     return SegmentOptions(segmenter=args.model, landmark_model=args.landmark_model, device=args.device,
                           threshold=parse_threshold(args.threshold), series_uid=args.series_uid,
-                          overwrite=overwrite, overview_png=getattr(args, "overview", False), risk_cutpoints_mm3=cut)
+                          overwrite=overwrite, overview_png=getattr(args, "overview", False), risk_cutpoints_mm3=cut,
+                          allow_gaps=getattr(args, "allow_gaps", False))
 
 
 def print_summary(report: dict, out_dir: Path, stream=None) -> None:

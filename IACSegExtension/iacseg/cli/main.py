@@ -49,6 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     debug = args.debug or bool(os.environ.get("IACSEG_DEBUG"))
     try:
+        from .validate import check_numbers
+
+        check_numbers(args)
         code = args.func(args)
         return int(code or 0)
     except IACSegError as exc:

@@ -14,10 +14,13 @@ import numpy as np
 
 from ..errors import InputError
 from ..progress import Progress, no_progress
+from .paths import describe_skipped, open_regular, shown, walk_regular_files
 
 NOT_DICOM_SUFFIXES = {".txt", ".json", ".csv", ".xml", ".nii", ".gz", ".nrrd", ".nhdr", ".mha", ".mhd",
                       ".raw", ".png", ".jpg", ".jpeg", ".pdf", ".html", ".zip", ".md", ".py"}
 AXIAL_MIN_COSINE = np.cos(np.radians(45.0))  # slice normal within 45° of superior counts as axial
+ORIENTATION_TOLERANCE = 1e-3  # ImageOrientationPatient values closer than this are the same orientation
+IOP_TOLERANCE = 0.01  # |cos| between row and column direction / |length - 1| accepted in ImageOrientationPatient
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class SeriesCandidate:
     description: str
     slices: list[SliceHeader]
     is_localizer: bool
+    total_images: int = 0  # images of the series in every stack (≥ n_slices)
 
     @property
     def n_slices(self) -> int:
@@ -86,14 +90,14 @@ def read_slice_header(path: Path) -> SliceHeader | None:
     from pydicom.errors import InvalidDicomError
 
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except InvalidDicomError:
-        if path.suffix.lower() in NOT_DICOM_SUFFIXES:
-            return None
-        try:  # old files without the 128-byte preamble
-            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
-        except Exception:
-            return None
+        with open_regular(path) as f:
+            try:
+                ds = pydicom.dcmread(f, stop_before_pixels=True)
+            except InvalidDicomError:
+                if path.suffix.lower() in NOT_DICOM_SUFFIXES:
+                    return None
+                f.seek(0)  # old files without the 128-byte preamble
+                ds = pydicom.dcmread(f, stop_before_pixels=True, force=True)
     except Exception:
         return None
     try:
@@ -114,41 +118,80 @@ def read_slice_header(path: Path) -> SliceHeader | None:
 
 
 def list_files(folder: Path, recursive: bool = True) -> list[Path]:
-    """Regular files under ``folder`` (sorted; hidden files and DICOMDIR skipped)."""
-    found: list[Path] = []
-    if recursive:
-        for root, dirs, files in os.walk(folder):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            found.extend(Path(root) / f for f in sorted(files))
-    else:
-        found = sorted(p for p in folder.iterdir() if p.is_file())
-    return [p for p in found if not p.name.startswith(".") and p.name.upper() != "DICOMDIR"]
+    """Regular files under ``folder`` (sorted; hidden files, DICOMDIR, pipes, devices and sockets skipped)."""
+    return [p for p in walk_regular_files(folder, recursive)[0] if p.name.upper() != "DICOMDIR"]
 
 
-def scan_folder(folder: Path, recursive: bool = True, progress: Progress = no_progress) -> list[SliceHeader]:
-    """Headers of every DICOM image under ``folder``; InputError when there is none."""
-    files = list_files(folder, recursive)
+def looks_like_dicom(path: Path) -> bool:
+    """``.dcm`` name or the ``DICM`` marker at byte 128 (cheap; never blocks)."""
+    if path.suffix.lower() in (".dcm", ".dicom", ".ima"):
+        return True
+    try:
+        with open_regular(path) as f:
+            return f.read(132)[128:132] == b"DICM"
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def scan_folder(folder: Path, recursive: bool = True, progress: Progress = no_progress,
+                warnings: list[str] | None = None) -> list[SliceHeader]:
+    """Headers of every DICOM image under ``folder``; InputError when there is none.
+
+    What was skipped — pipes, devices, sockets, symlink loops, and files that look like DICOM but cannot be
+    read — is appended to ``warnings`` (file names only).
+    """
+    warnings = [] if warnings is None else warnings
+    found, skipped = walk_regular_files(folder, recursive)
+    files = [p for p in found if p.name.upper() != "DICOMDIR"]
     if not files:
-        raise InputError(f"The folder {folder} is empty; give a folder that contains the CT's DICOM files "
+        if any(p.name.upper() == "DICOMDIR" for p in found):
+            raise InputError(f"The folder {shown(folder)} holds only a DICOMDIR index, not the images it lists; "
+                             "the image files are elsewhere (on the disc or in the folders next to the DICOMDIR) "
+                             "— copy the whole exported folder and give that.")
+        if skipped:
+            raise InputError(f"The folder {shown(folder)} holds no regular files, only "
+                             f"{describe_skipped(skipped)}; give the folder of the CT's DICOM files.")
+        raise InputError(f"The folder {shown(folder)} is empty; give a folder that contains the CT's DICOM files "
                          "or an image file (.nii.gz, .nrrd, .mha).")
     headers: list[SliceHeader] = []
+    unreadable: list[Path] = []
     for n, path in enumerate(files):
         header = read_slice_header(path)
         if header is not None:
             headers.append(header)
+        elif looks_like_dicom(path):
+            unreadable.append(path)
         if n % 50 == 0:
             progress("read", 0.3 * n / len(files), f"scanning DICOM headers ({n}/{len(files)})")
     if not headers:
-        raise InputError(f"The folder {folder} contains no DICOM images ({len(files)} other files); give the "
-                         "folder of the CT's DICOM files, or the image file itself.")
+        what = f"{len(unreadable)} damaged DICOM files and " if unreadable else ""
+        raise InputError(f"The folder {shown(folder)} contains no DICOM images ({what}{len(files) - len(unreadable)} "
+                         "other files); give the folder of the CT's DICOM files, or the image file itself.")
+    if skipped:
+        warnings.append(f"{len(skipped)} entries of the folder were skipped: {describe_skipped(skipped)}")
+    if unreadable:
+        names = describe_skipped([(p, "unreadable header") for p in unreadable])
+        warnings.append(f"{len(unreadable)} files that look like DICOM could not be read and were skipped: {names}")
     return headers
+
+
+def _orientation_key(orientation: tuple[float, ...] | None, known: list[tuple[float, ...]]) -> tuple | None:
+    """The first of ``known`` within `ORIENTATION_TOLERANCE` of ``orientation`` (added when new)."""
+    if orientation is None:
+        return None
+    for k in known:
+        if max(abs(a - b) for a, b in zip(orientation, k)) <= ORIENTATION_TOLERANCE:
+            return k
+    known.append(tuple(orientation))
+    return tuple(orientation)
 
 
 def group_series(headers: list[SliceHeader]) -> tuple[list[SeriesCandidate], list[str]]:
     """One candidate per series: its largest stack of same orientation/size images; plus warnings."""
     by_key: dict[tuple, list[SliceHeader]] = defaultdict(list)
+    known: dict[str, list[tuple[float, ...]]] = defaultdict(list)
     for h in headers:
-        iop = tuple(np.round(h.orientation, 3)) if h.orientation else None
+        iop = _orientation_key(h.orientation, known[h.series_uid])
         by_key[(h.series_uid, h.is_localizer, iop, h.rows, h.cols)].append(h)
     by_series: dict[str, list[list[SliceHeader]]] = defaultdict(list)
     for key, group in by_key.items():
@@ -157,11 +200,12 @@ def group_series(headers: list[SliceHeader]) -> tuple[list[SeriesCandidate], lis
     for uid, groups in by_series.items():
         groups.sort(key=lambda g: (g[0].is_localizer, -len(g)))  # the largest non-localizer stack first
         main = groups[0]
+        total = sum(map(len, groups))
         if len(groups) > 1:
             warnings.append(f"series {uid} mixes images of different orientation, size or type; its largest "
-                            f"stack ({len(main)} images) was used and {sum(map(len, groups[1:]))} others ignored")
+                            f"stack ({len(main)} images) was used and {total - len(main)} others ignored")
         candidates.append(SeriesCandidate(uid, main[0].modality, main[0].description, main,
-                                          main[0].is_localizer))
+                                          main[0].is_localizer, total))
     candidates.sort(key=lambda c: c.series_uid)
     return candidates, warnings
 
@@ -177,7 +221,7 @@ def select_series(candidates: list[SeriesCandidate], folder: Path,
     if series_uid is not None:
         chosen = [c for c in candidates if c.series_uid == series_uid]
         if not chosen:
-            raise InputError(f"{folder} has no series with SeriesInstanceUID {series_uid}; available series: "
+            raise InputError(f"{shown(folder)} has no series with SeriesInstanceUID {series_uid}; available series: "
                              f"{_available(candidates)}.")
         _check_usable(chosen[0], folder)
         return chosen[0], warnings
@@ -188,7 +232,7 @@ def select_series(candidates: list[SeriesCandidate], folder: Path,
         ct = [c for c in candidates if c.modality == "CT"]
         if not ct:
             found = ", ".join(sorted({c.modality for c in candidates}))
-            raise InputError(f"{folder} holds no CT series (found modality {found}); IACSeg needs a "
+            raise InputError(f"{shown(folder)} holds no CT series (found modality {found}); IACSeg needs a "
                              "non-contrast head CT.")
         for c in sorted(ct, key=lambda c: (c.is_localizer, -c.n_slices)):
             _check_usable(c, folder)  # raises the most relevant reason
@@ -208,18 +252,22 @@ def select_series(candidates: list[SeriesCandidate], folder: Path,
 def _check_usable(c: SeriesCandidate, folder: Path) -> None:
     """Raise the InputError that explains why ``c`` cannot be read as a CT volume (if any)."""
     if c.modality != "CT":
-        raise InputError(f"Series {c.series_uid} in {folder} is {c.modality}, not CT; IACSeg needs a "
+        raise InputError(f"Series {c.series_uid} in {shown(folder)} is {c.modality}, not CT; IACSeg needs a "
                          "non-contrast head CT series.")
     if c.is_localizer:
-        raise InputError(f"{folder} holds only localizer (scout) images in series {c.series_uid}, not an "
+        raise InputError(f"{shown(folder)} holds only localizer (scout) images in series {c.series_uid}, not an "
                          "axial CT series; export the reconstructed axial CT images.")
     if c.slices[0].frames > 1:
-        raise InputError(f"Series {c.series_uid} in {folder} is an enhanced multi-frame DICOM, which this "
+        raise InputError(f"Series {c.series_uid} in {shown(folder)} is an enhanced multi-frame DICOM, which this "
                          "reader does not support; convert it to NIfTI (e.g. with dcm2niix) and give that.")
+    if c.n_slices < 2 and c.total_images > 1:
+        raise InputError(f"Series {c.series_uid} in {shown(folder)} has {c.total_images} images but no two of them "
+                         "share one orientation and matrix size (ImageOrientationPatient, Rows, Columns), so they do "
+                         "not stack into a 3D volume; re-export the series as reconstructed axial CT images.")
     if c.n_slices < 2:
-        raise InputError(f"Series {c.series_uid} in {folder} has a single slice, not a 3D CT volume; give "
+        raise InputError(f"Series {c.series_uid} in {shown(folder)} has a single slice, not a 3D CT volume; give "
                          "the folder with the whole CT series.")
     if not c.has_geometry:
-        raise InputError(f"Series {c.series_uid} in {folder} lacks the slice position/orientation tags "
+        raise InputError(f"Series {c.series_uid} in {shown(folder)} lacks the slice position/orientation tags "
                          "(ImagePositionPatient, ImageOrientationPatient, PixelSpacing); re-export it from the "
                          "scanner or PACS.")

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from .paths import open_regular, shown
 from .validate import nonfinite_error
 
 CHUNK_BYTES = 8 * 1024 * 1024
@@ -53,12 +54,44 @@ def parse_nifti_header(head: bytes) -> NiftiDataLayout | None:
     return NiftiDataLayout(order, int(datatype), max(offset, 348), n_voxels * int(bitpix) // 8)
 
 
+def nifti_header_problem(head: bytes) -> str | None:
+    """Which geometry field of a NIfTI-1/2 header is NaN or infinite (ITK silently reads NaN spacing as 1 or 0)."""
+    for order in "<>":
+        if len(head) >= 348 and struct.unpack_from(order + "i", head, 0)[0] == 348:
+            pixdim = struct.unpack_from(order + "8f", head, 76)
+            qform_code, sform_code = struct.unpack_from(order + "hh", head, 252)
+            quatern = struct.unpack_from(order + "6f", head, 256)
+            srow = struct.unpack_from(order + "12f", head, 280)
+            break
+        if len(head) >= 540 and struct.unpack_from(order + "i", head, 0)[0] == 540:
+            pixdim = struct.unpack_from(order + "8d", head, 104)
+            qform_code, sform_code = struct.unpack_from(order + "ii", head, 344)
+            quatern = struct.unpack_from(order + "6d", head, 352)
+            srow = struct.unpack_from(order + "12d", head, 400)
+            break
+    else:
+        return None
+    if not np.all(np.isfinite(pixdim[1:4])):
+        text = " × ".join("NaN" if np.isnan(v) else f"{v:g}" for v in pixdim[1:4])
+        return f"voxel spacing {text} mm (not a finite number)"
+    if qform_code > 0 and not np.all(np.isfinite(quatern)):
+        return "an orientation (qform) holding NaN or infinite values"
+    if sform_code > 0 and not np.all(np.isfinite(srow)):
+        return "an orientation (sform) holding NaN or infinite values"
+    return None
+
+
 def check_nifti_data(path: Path) -> None:
     """Raise InputError when ``path``'s voxel data is truncated, unreadable or holds NaN/inf values."""
     compressed = path.name.lower().endswith(".gz")
     try:
-        with (gzip.open(path, "rb") if compressed else open(path, "rb")) as stream:
-            layout = parse_nifti_header(stream.read(540))
+        with open_regular(path) as raw, (gzip.open(raw, "rb") if compressed else raw) as stream:
+            head = stream.read(540)
+            problem = nifti_header_problem(head)
+            if problem is not None:
+                raise InputError(f"{shown(path)} has {problem} in its header; fix the image header or re-export "
+                                 "the CT.")
+            layout = parse_nifti_header(head)
             if layout is None:
                 return  # not a NIfTI header ITK would have accepted either; ITK has judged it already
             float_type = FLOAT_TYPES.get(layout.datatype)
@@ -70,10 +103,10 @@ def check_nifti_data(path: Path) -> None:
                 if bad:
                     raise nonfinite_error(path, bad)
     except (EOFError, OSError, zlib.error) as exc:
-        raise InputError(f"{path} is damaged or truncated: its compressed data cannot be read to the end; "
+        raise InputError(f"{shown(path)} is damaged or truncated: its compressed data cannot be read to the end; "
                          "copy or export the file again.") from exc
     if found < layout.data_bytes:
-        raise InputError(f"{path} is damaged or truncated: its header declares {layout.data_bytes} bytes of "
+        raise InputError(f"{shown(path)} is damaged or truncated: its header declares {layout.data_bytes} bytes of "
                          f"voxels but the file holds {max(found, 0)}; copy or export the file again.")
 
 

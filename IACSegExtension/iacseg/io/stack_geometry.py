@@ -8,6 +8,12 @@ first slice's position and slice spacing the median gap: each output voxel's wor
 the two input slices that bracket it along ``n`` (in-plane position by projection, which undoes the
 shear), interpolated linearly in-plane and between the slices; points outside the data become air.
 This puts anatomy at the same world positions as dcm2niix's tilt correction does.
+
+Uneven spacing is not the same as missing slices. Scanners use several spacings in one series (e.g. GE: 4 mm
+through the skull base, 7 mm above, with an overlap between the two zones); such a series is complete. A gap
+counts as *missing slices* (`missing_slice_gaps`) when it is more than 1.5 × the local spacing (the median of
+up to three gaps on each side of it) and is not part of a zone of that spacing (three or more consecutive gaps
+equal within 5 %). The reader refuses a series with missing slices unless the user allows gaps.
 """
 
 from __future__ import annotations
@@ -22,6 +28,10 @@ from .volume import Grid
 AIR_HU = -1024.0
 GAP_TOLERANCE = 0.01  # relative: gaps within 1 % of the median count as equal
 DUPLICATE_MM = 0.01  # slices closer than this along the normal are the same slice
+MISSING_FACTOR = 1.5  # a gap this many times the local spacing means missing slices …
+ZONE_TOLERANCE = 0.05  # … unless it belongs to a run of ≥ ZONE_RUN gaps equal within 5 % (a spacing zone)
+ZONE_RUN = 3
+LOCAL_WINDOW = 3  # gaps on each side that give the local spacing
 
 
 @dataclass
@@ -96,6 +106,31 @@ def analyse_stack(positions: np.ndarray, row_dir: np.ndarray, col_dir: np.ndarra
     return layout
 
 
+def missing_slice_gaps(gaps: np.ndarray) -> list[int]:
+    """Indices of the gaps (between sorted slices) that mean missing slices, not the series' own spacing."""
+    gaps = np.asarray(gaps, float)
+    n = len(gaps)
+    if n < 2:
+        return []
+
+    def same(a: float, b: float) -> bool:
+        return abs(a - b) <= ZONE_TOLERANCE * max(a, b)
+
+    missing = []
+    for i, g in enumerate(gaps):
+        window = np.concatenate([gaps[max(0, i - LOCAL_WINDOW):i], gaps[i + 1:i + 1 + LOCAL_WINDOW]])
+        if g <= MISSING_FACTOR * float(np.median(window)):
+            continue
+        start, end = i, i
+        while start > 0 and same(gaps[start - 1], g):
+            start -= 1
+        while end < n - 1 and same(gaps[end + 1], g):
+            end += 1
+        if end - start + 1 < ZONE_RUN:
+            missing.append(i)
+    return missing
+
+
 def output_slices(layout: StackLayout) -> tuple[float, int]:
     """(slice spacing in mm, number of slices) of the regular grid `stack_to_grid` will build.
 
@@ -167,8 +202,10 @@ def stack_to_grid(slices: np.ndarray, layout: StackLayout, pixel_spacing: tuple[
             gaps = layout.gaps
             corrections.append(f"uneven slice spacing ({_mm(gaps.min())}–{_mm(gaps.max())} mm) resampled to "
                                f"{_mm(sk)} mm")
-            if gaps.max() > 1.5 * sk:
-                layout.warnings.append(f"a gap of {_mm(gaps.max())} mm between slices (missing slices?) was "
-                                       "filled by interpolation")
+            missing = missing_slice_gaps(gaps)
+            if missing:
+                largest = float(gaps[missing].max())
+                layout.warnings.append(f"{len(missing)} gap(s) of up to {_mm(largest)} mm between slices (missing "
+                                       "slices) filled by interpolation because gaps were allowed (--allow-gaps)")
     grid = Grid(hu.shape, (si, sj, sk), tuple(layout.origin), tuple(layout.directions.ravel()))
     return hu, grid, corrections

@@ -159,10 +159,11 @@ def segment_volume(vol: CTVolume, options: SegmentOptions, progress: Progress = 
     else:
         prob_ct = probability_on_ct_grid(prob, axial.grid, vol.grid, device=device)
         mask = calcium_mask(prob_ct, vol.hu, thr, min_hu=CALCIUM_HU)
-    outside = outside_ica_corridor(mask, vol.grid, plane, landmark_heights(landmarks))
+    heights = landmark_heights(landmarks)
+    outside = outside_ica_corridor(mask, vol.grid, plane, heights)
     for where in outside.values():
         mask &= ~where
-    labels = segment_labels(mask, vol.grid, plane, landmark_heights(landmarks))
+    labels = segment_labels(mask, vol.grid, plane, heights)
     watch.lap("mapping")
 
     warnings = list(vol.metadata.get("warnings", []))

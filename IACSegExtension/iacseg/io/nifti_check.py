@@ -32,51 +32,55 @@ class NiftiDataLayout:
     data_bytes: int  # what the header declares
 
 
+#: header fields read here: name → ((NIfTI-1 struct format, offset), (NIfTI-2 struct format, offset))
+_FIELDS = {
+    "dim": (("8h", 40), ("8q", 16)),
+    "datatype_bitpix": (("hh", 70), ("hh", 12)),
+    "pixdim": (("8f", 76), ("8d", 104)),
+    "vox_offset": (("f", 108), ("q", 168)),
+    "qform_sform_code": (("hh", 252), ("ii", 344)),
+    "quatern": (("6f", 256), ("6d", 352)),
+    "srow": (("12f", 280), ("12d", 400)),
+}
+
+
+def _header_fields(head: bytes) -> tuple[str, dict[str, tuple]] | None:
+    """Byte order and `_FIELDS` of the first 540 bytes of a NIfTI-1 or NIfTI-2 file (None if neither)."""
+    for order in "<>":
+        for version, size in enumerate((348, 540)):
+            if len(head) >= size and struct.unpack_from(order + "i", head, 0)[0] == size:
+                return order, {name: struct.unpack_from(order + spec[version][0], head, spec[version][1])
+                               for name, spec in _FIELDS.items()}
+    return None
+
+
 def parse_nifti_header(head: bytes) -> NiftiDataLayout | None:
     """Layout of the data block from the first 540 bytes of a NIfTI-1 or NIfTI-2 file (None if neither)."""
-    for order in "<>":
-        if len(head) >= 348 and struct.unpack_from(order + "i", head, 0)[0] == 348:
-            dims = struct.unpack_from(order + "8h", head, 40)
-            datatype, bitpix = struct.unpack_from(order + "hh", head, 70)
-            offset = int(struct.unpack_from(order + "f", head, 108)[0])
-            break
-        if len(head) >= 540 and struct.unpack_from(order + "i", head, 0)[0] == 540:
-            datatype, bitpix = struct.unpack_from(order + "hh", head, 12)
-            dims = struct.unpack_from(order + "8q", head, 16)
-            offset = int(struct.unpack_from(order + "q", head, 168)[0])
-            break
-    else:
+    found = _header_fields(head)
+    if found is None:
         return None
+    order, f = found
+    dims, (datatype, bitpix) = f["dim"], f["datatype_bitpix"]
     n_dims = int(dims[0])
     if not 1 <= n_dims <= 7 or bitpix <= 0:
         return None
     n_voxels = int(np.prod([max(int(d), 1) for d in dims[1:n_dims + 1]], dtype=np.float64))
-    return NiftiDataLayout(order, int(datatype), max(offset, 348), n_voxels * int(bitpix) // 8)
+    return NiftiDataLayout(order, int(datatype), max(int(f["vox_offset"][0]), 348), n_voxels * int(bitpix) // 8)
 
 
 def nifti_header_problem(head: bytes) -> str | None:
     """Which geometry field of a NIfTI-1/2 header is NaN or infinite (ITK silently reads NaN spacing as 1 or 0)."""
-    for order in "<>":
-        if len(head) >= 348 and struct.unpack_from(order + "i", head, 0)[0] == 348:
-            pixdim = struct.unpack_from(order + "8f", head, 76)
-            qform_code, sform_code = struct.unpack_from(order + "hh", head, 252)
-            quatern = struct.unpack_from(order + "6f", head, 256)
-            srow = struct.unpack_from(order + "12f", head, 280)
-            break
-        if len(head) >= 540 and struct.unpack_from(order + "i", head, 0)[0] == 540:
-            pixdim = struct.unpack_from(order + "8d", head, 104)
-            qform_code, sform_code = struct.unpack_from(order + "ii", head, 344)
-            quatern = struct.unpack_from(order + "6d", head, 352)
-            srow = struct.unpack_from(order + "12d", head, 400)
-            break
-    else:
+    found = _header_fields(head)
+    if found is None:
         return None
+    f = found[1]
+    pixdim, (qform_code, sform_code) = f["pixdim"], f["qform_sform_code"]
     if not np.all(np.isfinite(pixdim[1:4])):
         text = " × ".join("NaN" if np.isnan(v) else f"{v:g}" for v in pixdim[1:4])
         return f"voxel spacing {text} mm (not a finite number)"
-    if qform_code > 0 and not np.all(np.isfinite(quatern)):
+    if qform_code > 0 and not np.all(np.isfinite(f["quatern"])):
         return "an orientation (qform) holding NaN or infinite values"
-    if sform_code > 0 and not np.all(np.isfinite(srow)):
+    if sform_code > 0 and not np.all(np.isfinite(f["srow"])):
         return "an orientation (sform) holding NaN or infinite values"
     return None
 

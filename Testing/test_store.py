@@ -266,6 +266,7 @@ def _dicom_case(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
     import pydicom
 
     from iacseg.io import read_ct, write_ct_series
+    from iacseg.io.identity import IDENTITY_KEY
 
     g = SMALL_GRID
     folder = tmp_path / "Quixfeld_MRN4471923" / "series"
@@ -280,7 +281,8 @@ def _dicom_case(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
     vol = read_ct(folder)
     out = write_engine_output(tmp_path / "out", small_labels(), vol.grid, small_landmarks(), input_path=str(folder),
                               warnings=[f"series {uids['SeriesInstanceUID']} in {folder} had 1 localizer"],
-                              acquisition={**vol.metadata, "patient": IDENTIFIERS["PatientName"]})
+                              acquisition={**{k: v for k, v in vol.metadata.items() if k != IDENTITY_KEY},
+                                           "patient": IDENTIFIERS["PatientName"]})
     return folder, out, uids
 
 

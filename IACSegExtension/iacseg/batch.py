@@ -17,7 +17,7 @@ from typing import Callable, Iterable
 from .contracts import PHANTOM_CT_FILE, PHANTOM_DICOM_DIR, REPORT_JSON, SEGMENTS
 from .errors import IACSegError, InputError
 from .outputs.atomic import write_text_atomic
-from .pipeline import SegmentOptions, segment_case
+from .pipeline import SegmentOptions, check_models, segment_case
 from .progress import Progress, no_progress
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -219,6 +219,7 @@ def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, options: Segmen
     out_dir = check_batch_output(out_dir, inputs)
     cases = discover_cases(inputs)
     check_batch_output(out_dir, [case.input for case in cases])
+    check_models(options)  # a damaged model is one refusal, not a failure of every case
     i, n = shard
     cases = cases[i::n]
     summary_path = out_dir / (SUMMARY_FILE if n == 1 else f"summary_shard{i}of{n}.csv")

@@ -104,6 +104,17 @@ def _quality(vol: CTVolume, axial: CTVolume, head: Any, plane: MidsagittalPlane,
     return quality_control(case_coverage(axial, landmarks), reasons)
 
 
+def check_models(options: SegmentOptions) -> None:
+    """Resolve both model folders and check them (`iacseg.models.registry.check_model_folder`) before any CT is
+    read, so a damaged or wrong model is one clear refusal at once, not an error after reading (or per case)."""
+    from .models import is_nnunet_spec, resolve_model
+    from .models.registry import check_model_folder
+
+    check_model_folder(resolve_model(options.landmark_model, "landmarks"), "landmarks")
+    if not is_nnunet_spec(options.segmenter):
+        check_model_folder(resolve_model(options.segmenter, "segmenter"), "segmenter")
+
+
 def segment_volume(vol: CTVolume, options: SegmentOptions, progress: Progress = no_progress,
                    ) -> tuple[np.ndarray, dict[str, Landmark], MidsagittalPlane, dict[str, Any]]:
     """Run preprocessing, both models, thresholding and mapping on an already-read CT.
@@ -205,6 +216,7 @@ def segment_case(input_path: str | Path, out_dir: str | Path, options: SegmentOp
     options = options or SegmentOptions()
     # before anything is read or computed: never an input, the current/home folder or a user's folder; room to write
     out_dir = check_output_folder(out_dir, inputs=[input_path], overwrite=options.overwrite)
+    check_models(options)
     t0 = time.perf_counter()
     progress("read", 0.0, f"reading {Path(input_path).name}")
     vol = read_ct(input_path, series_uid=options.series_uid, allow_gaps=options.allow_gaps)
@@ -233,4 +245,4 @@ def segment_case(input_path: str | Path, out_dir: str | Path, options: SegmentOp
     report["timings_s"]["write"] = round(time.perf_counter() - t2, 3)
     report["timings_s"]["total"] = round(time.perf_counter() - t0, 3)
     progress("done", 1.0, f"wrote {out_dir}")
-    return CaseResult(out_dir, report, labels, vol.grid, landmarks, plane, info["warnings"], info["qc"])
+    return CaseResult(out_dir, report, labels, vol.grid, landmarks, plane, report["warnings"], info["qc"])

@@ -11,7 +11,8 @@ from .progress_view import PROGRESS_MODES, make_progress
 
 def cmd_phantom(args: argparse.Namespace) -> int:
     from ..errors import InputError
-    from ..phantom import generate_cases
+    from ..outputs.safety import check_phantom_output
+    from ..phantom.generate import case_name, generate_cases
 
     if args.count < 1:
         raise InputError("--count must be at least 1")
@@ -22,6 +23,8 @@ def cmd_phantom(args: argparse.Namespace) -> int:
     opts = {k: v for k, v in {"slice_mm": args.slice_mm, "tilt_deg": args.tilt, "matrix": args.matrix,
                               "head_rest": args.head_rest, "family": args.family,
                               "truncate": args.truncate}.items() if v is not None}
+    # before anything is generated: never /, the current or home folder, nor a user's folder named like a case
+    check_phantom_output(args.output, [case_name(args.seed + n) for n in range(args.count)])
     progress, close = make_progress(args.progress, desc="phantom ")
     try:
         paths = generate_cases(Path(args.output), args.seed, args.count, dicom=args.dicom, progress=progress, **opts)

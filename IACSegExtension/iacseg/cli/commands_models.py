@@ -26,17 +26,24 @@ def _default_paths() -> dict[str, str]:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    from ..errors import ModelError
     from ..models import find_models
     from ..models.registry import describe_model
 
-    models = find_models()
+    skipped: list[str] = []
+    models = find_models(skipped)
     defaults = _default_paths()
     listed = {m["path"] for m in models}
     for kind, path in defaults.items():  # a promoted model outside the search path is listed too
         if path not in listed:
-            models.append(describe_model(path))
+            try:
+                models.append(describe_model(path))
+            except ModelError as exc:
+                skipped.append(str(exc))
     for m in models:
         m["default"] = defaults.get(str(m.get("kind"))) == m["path"]
+    for reason in skipped:  # damaged folders are left out of the list, each said on one line
+        print(f"iacseg: warning: model folder left out: {reason}", file=sys.stderr)
     if args.json:
         print(json.dumps(models, indent=2, default=str))
         return 0
@@ -46,7 +53,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0
     print(f"{'name':24s} {'kind':12s} {'version':8s} {'sha256':12s} path")
     for m in models:
-        print(f"{m.get('name', '?'):24s} {m.get('kind', '?'):12s} {str(m.get('version', '?')):8s} "
+        print(f"{str(m.get('name', '?')):24s} {str(m.get('kind', '?')):12s} {str(m.get('version', '?')):8s} "
               f"{str(m.get('sha256', ''))[:12]:12s} {m.get('path', '')}" + ("  [default]" if m["default"] else ""))
     return 0
 
@@ -131,15 +138,42 @@ def training_data(args: argparse.Namespace, purpose: str = "training",
     return range(args.phantom_seed, args.phantom_seed + args.phantoms), options or None
 
 
+def _checked_init(args: argparse.Namespace) -> Path | None:
+    """The --init model folder (for --from-store: the default model when none is given), fully checked
+    (`iacseg.models.registry.check_model_folder`: config, weights file, shapes) and of a kind that can start the
+    training; None for a fresh training."""
+    from ..errors import InputError
+    from ..models import resolve_model
+    from ..models.registry import check_model_folder
+
+    if not args.init and args.from_store is None:
+        return None
+    folder = resolve_model(args.init, args.what)
+    kind = check_model_folder(folder).get("kind")
+    allowed = (args.what,) if args.from_store is not None or args.what == "landmarks" \
+        else ("segmenter", "desd-encoder", "mae")
+    if kind not in allowed:
+        raise InputError(f"--init {args.init or folder} is a {kind} model; fine-tuning the {args.what} needs a "
+                         f"{args.what} model" + (", a desd-encoder or an mae" if len(allowed) > 1 else ""))
+    return folder
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from ..errors import InputError
+    from ..models.output_folder import check_model_output
     from ..train.distributed import is_main
 
     sources = [s for s in (args.data, args.phantoms, args.from_store) if s is not None]
     if len(sources) != 1:
         raise InputError("give either --data DIR (case folders in the truth format), --phantoms N (synthetic) or "
                          "--from-store STORE (approved corrections)")
+    if args.overwrite and args.from_store is not None:
+        raise InputError("--overwrite does not apply to --from-store, which always writes a new model folder; give "
+                         "a new folder (-o)")
     hp = _hyperparameters(args)
+    init = _checked_init(args)
+    # before any data is read or any training step: never an input, a user's folder or the current/home folder
+    check_model_output(args.output, inputs=[args.data, args.from_store, init], overwrite=args.overwrite)
     main_rank = is_main()  # under torchrun only rank 0 reports
     if args.from_store is not None:
         from ..store.training import retrain_from_store
@@ -154,15 +188,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(json.dumps(summary, indent=None if args.progress == "jsonl" else 2, default=str), flush=True)
         return 0
     data, phantom_options = training_data(args)
-    if args.init:
-        from ..models import resolve_model
-        from ..models.registry import read_config
-
-        hp["init"] = resolve_model(args.init, args.what)
-        kind = read_config(hp["init"]).get("kind")
-        if kind != args.what and not (args.what == "segmenter" and kind in ("desd-encoder", "mae")):
-            raise InputError(f"--init {args.init} is a {kind} model; fine-tuning the {args.what} needs a "
-                             f"{args.what} model" + (", a desd-encoder or an mae" if args.what == "segmenter" else ""))
+    if init is not None:
+        hp["init"] = init
     if args.what == "segmenter":
         _check_segmenter_network(hp, hp.get("init"))
     progress, close = make_progress(args.progress if main_rank else "none", desc=f"train {args.what} ")
@@ -171,7 +198,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             from ..train.segmenter import train_segmenter as train
         else:
             from ..train.landmarks import train_landmarks as train
-        out = train(data, Path(args.output), progress=progress, phantom_options=phantom_options, **hp)
+        out = train(data, Path(args.output), progress=progress, phantom_options=phantom_options,
+                    overwrite=args.overwrite, **hp)
     finally:
         close()
     if main_rank:
@@ -204,6 +232,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--phantom-slice-mm", type=float, default=None, help="phantom slice thickness (mm; default random)")
     p.add_argument("--phantom-matrix", type=int, default=None, help="phantom in-plane matrix (pixels; default 512)")
     p.add_argument("-o", "--output", required=True, help="new model folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output folder that holds an earlier IACSeg model (nothing else)")
     p.add_argument("--init", default=None, help="fine-tune from this model (folder or name) of the same kind; "
                    "segmenter: also a desd-encoder folder (resenc-unet: its encoder weights, a fresh decoder) or "
                    "an mae folder (vit: its encoder weights and patch; grcsf: the MAE of its residual maps)")

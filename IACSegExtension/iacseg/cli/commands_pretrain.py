@@ -26,6 +26,11 @@ def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace, what: str, hp: dict[str, Any]) -> int:
+    from ..models.output_folder import check_model_output
+
+    # before any data is read: never a user's folder, an input, the current/home folder; an earlier model
+    # folder of ours only with --overwrite
+    check_model_output(args.output, inputs=[args.data], overwrite=args.overwrite)
     data, phantom_options = _pretraining_data(args)
     if what == "mae":
         from ..train.pretrain_mae import pretrain_mae as pretrain
@@ -72,6 +77,8 @@ def _add_common(p: argparse.ArgumentParser, data_help: str) -> None:
     p.add_argument("--phantom-slice-mm", type=float, default=None, help="phantom slice thickness (mm; default random)")
     p.add_argument("--phantom-matrix", type=int, default=None, help="phantom in-plane matrix (pixels; default 512)")
     p.add_argument("-o", "--output", required=True, help="new model folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output folder that holds an earlier IACSeg model (nothing else)")
     p.add_argument("--name", default=None, help="name of the new model")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--steps-per-epoch", type=int, default=None, help="optimiser steps per epoch")

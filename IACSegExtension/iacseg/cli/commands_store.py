@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,12 @@ def _open(args: argparse.Namespace) -> Any:
     from ..store import CorrectionStore
 
     return CorrectionStore.open(args.store)
+
+
+def _print_warnings(store: Any) -> None:
+    """What a write noted for the user (e.g. removed leftovers of crashed saves), on stderr."""
+    for w in getattr(store, "warnings", []):
+        print(f"iacseg: warning: {w}", file=sys.stderr)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -27,8 +34,12 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_add(args: argparse.Namespace) -> int:
     """``store add``: add a CT and its engine output; prints the new case id."""
     store = _open(args)
-    case_id = store.add_case(Path(args.image), Path(args.engine_output), case_id=args.case_id, subject=args.subject,
-                             keep_identifiers=args.keep_identifiers, reader=args.reader)
+    try:
+        case_id = store.add_case(Path(args.image), Path(args.engine_output), case_id=args.case_id,
+                                 subject=args.subject, keep_identifiers=args.keep_identifiers, reader=args.reader,
+                                 allow_gaps=args.allow_gaps)
+    finally:
+        _print_warnings(store)
     print(case_id)
     return 0
 
@@ -91,7 +102,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     """``store status``: set a case's status; ``--approve READER:VERSION`` picks the approved correction."""
     store = _open(args)
     approved = _parse_approve(args.approve) if args.approve else None
-    store.set_status(args.case_id, args.status, args.reader, approved=approved)
+    try:
+        store.set_status(args.case_id, args.status, args.reader, approved=approved)
+    finally:
+        _print_warnings(store)
     info = store.case(args.case_id)
     print(f"{info.case_id}: {info.status}" + (f" ({_approved_text(info.approved)})" if info.approved else ""))
     return 0
@@ -108,7 +122,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for p in report.problems:
         print(f"problem: {p}")
     state = "ok" if report.ok else f"DAMAGED ({len(report.problems)} problems)"
-    print(f"{state}: {report.files_checked} files match the ledger ({report.entries} entries, "
+    anchored = f", {report.anchored_entries} anchored" if report.anchored_entries is not None else ""
+    print(f"{state}: {report.files_checked} files match the ledger ({report.entries} entries{anchored}, "
           f"{len(report.warnings)} warnings)")
     return 0 if report.ok else 1
 
@@ -162,6 +177,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--keep-identifiers", action="store_true",
                    help="keep the DICOM patient/study identifiers in case.json (default: not copied)")
     q.add_argument("--reader", default="engine", help="who adds the case (recorded in the ledger)")
+    q.add_argument("--allow-gaps", action="store_true",
+                   help="fill missing or unreadable DICOM slices by interpolation (named in a warning) instead of "
+                        "refusing the series")
     q = add("list", cmd_list, "list cases: split, status, approved correction, readers and versions")
     q.add_argument("--json", action="store_true")
     q = add("show", cmd_show, "one case: acquisition, models, corrections, status")
@@ -173,7 +191,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--reader", required=True, help="who sets the status (recorded in the ledger)")
     q.add_argument("--approve", default=None, metavar="READER:VERSION",
                    help="the correction approved (default: the newest one)")
-    q = add("verify", cmd_verify, "check every file against the ledger's checksums (exit 1 on damage)")
+    q = add("verify", cmd_verify, "check every file against the ledger's checksums and the ledger against its "
+                                  "anchor in store.json (exit 1 on damage)")
     q.add_argument("--json", action="store_true")
     q = add("export", cmd_export, "export an nnU-Net v2 dataset and a landmark list for training")
     q.add_argument("-o", "--output", required=True, help="folder to write Dataset<ID>_<NAME> into")

@@ -37,7 +37,6 @@ class SliceHeader:
     cols: int
     pixel_spacing: tuple[float, float] | None  # (between rows, between columns) mm
     frames: int
-    description: str
 
     @property
     def is_localizer(self) -> bool:
@@ -50,7 +49,6 @@ class SeriesCandidate:
 
     series_uid: str
     modality: str
-    description: str
     slices: list[SliceHeader]
     is_localizer: bool
     total_images: int = 0  # images of the series in every stack (≥ n_slices)
@@ -72,8 +70,7 @@ class SeriesCandidate:
 
     def summary(self) -> str:
         kind = "localizer" if self.is_localizer else f"{self.n_slices} slices"
-        desc = f", '{self.description}'" if self.description else ""
-        return f"{self.series_uid} ({self.modality}, {kind}{desc})"
+        return f"{self.series_uid} ({self.modality}, {kind})"
 
 
 def _floats(value: object, count: int) -> tuple[float, ...] | None:
@@ -112,7 +109,7 @@ def read_slice_header(path: Path) -> SliceHeader | None:
             image_type=image_type, orientation=_floats(ds.get("ImageOrientationPatient"), 6),
             position=_floats(ds.get("ImagePositionPatient"), 3), rows=int(ds.Rows), cols=int(ds.Columns),
             pixel_spacing=_floats(ds.get("PixelSpacing"), 2),  # type: ignore[arg-type]
-            frames=int(ds.get("NumberOfFrames", 1) or 1), description=str(ds.get("SeriesDescription", "") or ""))
+            frames=int(ds.get("NumberOfFrames", 1) or 1))
     except Exception:
         return None
 
@@ -133,6 +130,14 @@ def looks_like_dicom(path: Path) -> bool:
         return False
 
 
+def dicomdir_only_message(folder: Path, other_files: int = 0) -> str:
+    """The refusal of a folder whose only DICOM file is a DICOMDIR index (its images were not copied)."""
+    others = f" (and {other_files} other files that are not DICOM images)" if other_files else ""
+    return (f"The folder {shown(folder)} holds only a DICOMDIR index{others} and no image files: the images it lists "
+            "were not copied with it; give the folder with the images (copy the whole exported disc or folder, "
+            "with the subfolders next to the DICOMDIR).")
+
+
 def scan_folder(folder: Path, recursive: bool = True, progress: Progress = no_progress,
                 warnings: list[str] | None = None) -> list[SliceHeader]:
     """Headers of every DICOM image under ``folder``; InputError when there is none.
@@ -143,11 +148,10 @@ def scan_folder(folder: Path, recursive: bool = True, progress: Progress = no_pr
     warnings = [] if warnings is None else warnings
     found, skipped = walk_regular_files(folder, recursive)
     files = [p for p in found if p.name.upper() != "DICOMDIR"]
+    has_dicomdir = len(files) < len(found)
     if not files:
-        if any(p.name.upper() == "DICOMDIR" for p in found):
-            raise InputError(f"The folder {shown(folder)} holds only a DICOMDIR index, not the images it lists; "
-                             "the image files are elsewhere (on the disc or in the folders next to the DICOMDIR) "
-                             "— copy the whole exported folder and give that.")
+        if has_dicomdir:
+            raise InputError(dicomdir_only_message(folder))
         if skipped:
             raise InputError(f"The folder {shown(folder)} holds no regular files, only "
                              f"{describe_skipped(skipped)}; give the folder of the CT's DICOM files.")
@@ -164,6 +168,8 @@ def scan_folder(folder: Path, recursive: bool = True, progress: Progress = no_pr
         if n % 50 == 0:
             progress("read", 0.3 * n / len(files), f"scanning DICOM headers ({n}/{len(files)})")
     if not headers:
+        if has_dicomdir and not unreadable:
+            raise InputError(dicomdir_only_message(folder, len(files)))
         what = f"{len(unreadable)} damaged DICOM files and " if unreadable else ""
         raise InputError(f"The folder {shown(folder)} contains no DICOM images ({what}{len(files) - len(unreadable)} "
                          "other files); give the folder of the CT's DICOM files, or the image file itself.")
@@ -204,7 +210,7 @@ def group_series(headers: list[SliceHeader]) -> tuple[list[SeriesCandidate], lis
         if len(groups) > 1:
             warnings.append(f"series {uid} mixes images of different orientation, size or type; its largest "
                             f"stack ({len(main)} images) was used and {total - len(main)} others ignored")
-        candidates.append(SeriesCandidate(uid, main[0].modality, main[0].description, main,
+        candidates.append(SeriesCandidate(uid, main[0].modality, main,
                                           main[0].is_localizer, total))
     candidates.sort(key=lambda c: c.series_uid)
     return candidates, warnings
@@ -234,6 +240,12 @@ def select_series(candidates: list[SeriesCandidate], folder: Path,
             found = ", ".join(sorted({c.modality for c in candidates}))
             raise InputError(f"{shown(folder)} holds no CT series (found modality {found}); IACSeg needs a "
                              "non-contrast head CT.")
+        images = [c for c in ct if not c.is_localizer]
+        if len(images) > 1 and all(c.total_images == 1 for c in images):
+            raise InputError(f"{shown(folder)} holds {len(images)} CT images, but each is in a series of its own (a "
+                             "different SeriesInstanceUID on every image), so no series stacks into a 3D volume; "
+                             "re-export the CT series without changing its SeriesInstanceUID (an anonymiser that "
+                             "gives every file a new UID does this).")
         for c in sorted(ct, key=lambda c: (c.is_localizer, -c.n_slices)):
             _check_usable(c, folder)  # raises the most relevant reason
     axial = [c for c in usable if c.is_axial]
@@ -268,6 +280,35 @@ def _check_usable(c: SeriesCandidate, folder: Path) -> None:
         raise InputError(f"Series {c.series_uid} in {shown(folder)} has a single slice, not a 3D CT volume; give "
                          "the folder with the whole CT series.")
     if not c.has_geometry:
-        raise InputError(f"Series {c.series_uid} in {shown(folder)} lacks the slice position/orientation tags "
-                         "(ImagePositionPatient, ImageOrientationPatient, PixelSpacing); re-export it from the "
-                         "scanner or PACS.")
+        raise InputError(f"Series {c.series_uid} in {shown(folder)} {_geometry_problem(c)}, so its slices cannot be "
+                         "placed in 3D; re-export it from the scanner or PACS.")
+
+
+def _geometry_problem(c: SeriesCandidate) -> str:
+    """Which slice-geometry tags the images of ``c`` lack, or hold as no valid numbers (e.g. NaN), as a phrase."""
+    import pydicom
+
+    bad = [s for s in c.slices if s.orientation is None or s.position is None or s.pixel_spacing is None]
+    missing: set[str] = set()
+    invalid: set[str] = set()
+    for header in bad[:5]:
+        try:
+            with open_regular(header.path) as f:
+                ds = pydicom.dcmread(f, stop_before_pixels=True, force=True)
+        except Exception:  # noqa: BLE001 — it was read once already; the phrase below falls back
+            continue
+        for tag, value in (("ImagePositionPatient", header.position), ("ImageOrientationPatient", header.orientation),
+                           ("PixelSpacing", header.pixel_spacing)):
+            if value is None:
+                (invalid if ds.get(tag) not in (None, "") else missing).add(tag)
+    parts = []
+    if missing:
+        parts.append(f"no {' and no '.join(sorted(missing))}")
+    if invalid:
+        parts.append(f"{' and '.join(sorted(invalid))} that {'does' if len(invalid) == 1 else 'do'} not hold valid "
+                     "numbers (NaN, empty or too few values)")
+    if not parts:
+        return ("lacks the slice position/orientation tags (ImagePositionPatient, ImageOrientationPatient, "
+                "PixelSpacing)")
+    which = f"all {c.n_slices} of its images" if len(bad) == c.n_slices else f"{len(bad)} of its {c.n_slices} images"
+    return f"has {which} with {' and '.join(parts)}"

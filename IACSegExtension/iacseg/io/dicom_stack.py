@@ -9,6 +9,7 @@ import numpy as np
 from ..errors import InputError
 from ..progress import Progress, no_progress
 from .dicom_series import IOP_TOLERANCE, SeriesCandidate, group_series, scan_folder, select_series
+from .identity import IDENTITY_KEY, IdentityStrings, identity_strings
 from .paths import describe_skipped, open_regular, shown
 from .stack_geometry import analyse_stack, missing_slice_gaps, output_slices, stack_to_grid
 from .validate import check_grid_size, check_hu_range, check_spacing, check_voxels, map_padding_to_air
@@ -34,12 +35,24 @@ ALLOW_GAPS_HINT = ("copy or re-export the complete series, or add --allow-gaps t
 
 
 class SliceFailure(Exception):
-    """One slice's pixels could not be used; ``reason`` is a short phrase, ``compressed`` a missing decoder."""
+    """One slice's pixels could not be used; ``reason`` is a short phrase, ``compressed`` a missing decoder,
+    ``no_pixels`` a file without any pixel data element (a header-only file)."""
 
-    def __init__(self, reason: str, compressed: bool = False) -> None:
+    def __init__(self, reason: str, compressed: bool = False, no_pixels: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.compressed = compressed
+        self.no_pixels = no_pixels
+
+
+def _decoder_available(syntax: object) -> bool:
+    """True when pydicom has a working decoder for the transfer syntax ``syntax`` (False when unknown)."""
+    try:
+        from pydicom.pixels import get_decoder
+
+        return bool(get_decoder(syntax).is_available)
+    except Exception:  # noqa: BLE001 — older pydicom, or a syntax it does not know
+        return False
 
 
 def _rescale(ds: object, path: Path) -> tuple[float, float]:
@@ -76,13 +89,15 @@ def _read_pixels(path: Path) -> tuple[object, np.ndarray]:
     syntax = getattr(meta, "TransferSyntaxUID", None)
     compressed = syntax is not None and str(syntax) not in UNCOMPRESSED_SYNTAXES
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-        raise SliceFailure("no pixel data (truncated or a header-only file)")
+        raise SliceFailure("no pixel data: a header-only or truncated file", no_pixels=True)
     try:
         stored = ds.pixel_array
     except Exception as exc:  # noqa: BLE001
-        if compressed:
-            name = getattr(syntax, "name", str(syntax))
+        name = getattr(syntax, "name", str(syntax))
+        if compressed and not _decoder_available(syntax):
             raise SliceFailure(f"compressed as {name}, which no installed decoder reads", compressed=True) from exc
+        if compressed:
+            raise SliceFailure(f"{name} pixel data that cannot be decoded (truncated or damaged)") from exc
         raise SliceFailure("pixel data truncated or damaged") from exc
     return ds, stored
 
@@ -131,6 +146,12 @@ def load_hu_slices(candidate: SeriesCandidate, folder: Path, progress: Progress 
         named = describe_skipped([(p, f.reason) for p, f in failures], limit=3)
         if not kept:
             path, failure = failures[0]
+            if all(f.no_pixels for _, f in failures):
+                names = ", ".join(shown(p.name) for p, _ in failures[:2])
+                names += f" and {len(failures) - 2} more" if len(failures) > 2 else ""
+                raise InputError(f"The DICOM files of series {candidate.series_uid} in {shown(folder)} have no pixel "
+                                 f"data (PixelData missing: header-only files, e.g. {names}); re-export the series "
+                                 "with its images.")
             if failure.compressed:
                 raise InputError(f"The DICOM files of series {candidate.series_uid} in {shown(folder)} cannot be "
                                  f"decoded ({shown(path.name)}: {failure.reason}); decompress the series (e.g. "
@@ -166,7 +187,8 @@ def _tag_float(ds: object, name: str) -> float | None:
 
 
 def _acquisition_metadata(path: Path) -> dict:
-    """Acquisition facts from one slice's header (never patient identifiers)."""
+    """Acquisition facts from one slice's header, and its identity strings (kept only to cut them out of
+    everything written; see `iacseg.io.identity`)."""
     import pydicom
 
     with open_regular(path) as f:
@@ -177,7 +199,8 @@ def _acquisition_metadata(path: Path) -> dict:
     return {"slice_thickness_mm": _tag_float(ds, "SliceThickness"),
             "gantry_tilt_tag_deg": _tag_float(ds, "GantryDetectorTilt"),
             "kernel": str(kernel) if kernel else None,
-            "manufacturer": str(ds.get("Manufacturer", "")) or None}
+            "manufacturer": str(ds.get("Manufacturer", "")) or None,
+            IDENTITY_KEY: IdentityStrings(identity_strings(ds))}
 
 
 def check_orientation(folder: Path, series_uid: str, orientation: tuple[float, ...]) -> None:
@@ -251,6 +274,7 @@ def read_dicom_series(folder: Path, series_uid: str | None = None, recursive: bo
         "kernel": meta["kernel"], "manufacturer": meta["manufacturer"],
         "n_slices_read": int(len(layout.order)),
         "corrections": corrections + geometry_corrections, "warnings": warnings,
+        IDENTITY_KEY: meta[IDENTITY_KEY],
     }
     progress("read", 1.0, f"read {len(layout.order)} slices")
     return CTVolume(hu, grid, metadata)

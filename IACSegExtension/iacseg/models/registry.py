@@ -16,13 +16,16 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import nn
 
 from ..errors import ModelError
 from ..outputs.atomic import atomic_folder, write_text_atomic
+
+if TYPE_CHECKING:
+    from .weights_file import Header
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -70,15 +73,25 @@ def search_path() -> list[Path]:
 
 
 def read_config(model_dir: str | Path) -> dict[str, Any]:
-    """``config.json`` of a model folder; `ModelError` when missing or unreadable."""
+    """``config.json`` of a model folder, checked (`iacseg.models.config_check.check_config`); `ModelError` naming
+    the file when it is missing, unreadable, not JSON or not a usable model configuration."""
+    from .config_check import MAX_CONFIG_BYTES, check_config
+
     path = Path(model_dir) / CONFIG_FILE
     try:
-        return json.loads(path.read_text())
+        if path.is_file() and path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ModelError(f"{path} is {path.stat().st_size >> 20} MB, far too large for a model configuration; "
+                             f"re-copy the model folder or retrain it")
+        config = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ModelError(f"{model_dir} has no {CONFIG_FILE}; a model folder needs {WEIGHTS_FILE}, "
                          f"{CONFIG_FILE} and {CARD_FILE} — train one with `iacseg train` or pick another") from None
-    except ValueError:
+    except OSError as exc:
+        raise ModelError(f"{path} cannot be read ({exc.strerror or exc}); check its permissions or re-copy the "
+                         f"model folder") from None
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested beyond reason
         raise ModelError(f"{path} is not valid JSON; restore the model folder or retrain it") from None
+    return check_config(config, path, tuple(_architectures()))
 
 
 def check_weights(model_dir: str | Path) -> Path:
@@ -95,27 +108,69 @@ def check_weights(model_dir: str | Path) -> Path:
     raise ModelError(f"{model_dir} has no {WEIGHTS_FILE}; point to a complete model folder or train one")
 
 
-def build_architecture(config: dict[str, Any]) -> nn.Module:
-    """The untrained module described by ``config["architecture"]``."""
-    arch = config.get("architecture") or {}
+def build_architecture(config: dict[str, Any], source: str | Path = CONFIG_FILE) -> nn.Module:
+    """The untrained module described by ``config["architecture"]`` (``source``: the config's file, for messages).
+
+    Any failure of the architecture's constructor on these parameters is a `ModelError`."""
+    arch = config.get("architecture") if isinstance(config, dict) else None
+    arch = arch if isinstance(arch, dict) else {}
     builders = _architectures()
     if arch.get("name") not in builders:
-        raise ModelError(f"unknown model architecture {arch.get('name')!r}; this IACSeg knows "
+        raise ModelError(f"unknown model architecture {arch.get('name')!r} in {source}; this IACSeg knows "
                          f"{', '.join(builders)} — update IACSeg or use a matching model")
+    params = arch.get("params", {})
     try:
-        return builders[arch["name"]](dict(arch.get("params", {})))
-    except TypeError as exc:
-        raise ModelError(f"the model's architecture parameters do not fit this IACSeg ({exc}); "
-                         f"update IACSeg or retrain the model") from None
+        return builders[arch["name"]](dict(params))
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 — a constructor refusing these parameters, whatever its error type
+        why = " ".join(str(exc).split())[:160]
+        raise ModelError(f"the {arch['name']} parameters in {source} do not fit this IACSeg ({why}); re-copy the "
+                         f"model folder, update IACSeg or retrain the model") from None
 
 
-def load_model(model_dir: str | Path, device: torch.device | str | None = None,
-               kind: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """Build the architecture from ``config.json`` and load ``model.safetensors`` (never ``torch.load``).
+#: Largest number of values (parameters + buffers) a model folder's architecture may need (4 GB of float32).
+MAX_MODEL_VALUES = 1 << 30
 
-    Returns ``(module in eval mode on device, config)`` with ``config["sha256"]`` set to the weights' hash."""
-    from safetensors.torch import load_file
 
+def _check_architecture(config: dict[str, Any], config_path: Path, weights: Path, header: "Header") -> None:
+    """Build the architecture on the meta device (no memory), compare it with the weights file's ``header``, and
+    check its size and the inference window against it."""
+    from .weights_file import check_shapes
+
+    with torch.device("meta"):
+        module = build_architecture(config, config_path)
+    values = sum(t.numel() for t in module.parameters()) + sum(t.numel() for t in module.buffers())
+    if values > MAX_MODEL_VALUES:
+        raise ModelError(f"the architecture in {config_path} needs {values / 1e9:.1f} billion values, far more than "
+                         f"any IACSeg model; re-copy the model folder or retrain it")
+    check_shapes(module.state_dict(), header, weights, config_path)
+    divisor = getattr(module, "divisor", None)
+    patch = (config.get("input") or {}).get("patch_size_kji")
+    if patch is not None and divisor is not None and any(int(p) % int(d) for p, d in zip(patch, divisor)):
+        raise ModelError(f"{config_path}: input.patch_size_kji {list(patch)} is not a multiple of the network's "
+                         f"divisor {list(divisor)}; re-copy the model folder or retrain it")
+
+
+def _recorded_hash_checked(weights: Path, config: dict[str, Any]) -> str:
+    """SHA-256 of ``weights``; `ModelError` when the config records another hash (damaged or replaced weights)."""
+    digest = sha256_file(weights)
+    recorded = config.get("sha256")
+    if isinstance(recorded, str) and recorded and recorded.lower() != digest:
+        raise ModelError(f"{weights} is not the file its {CONFIG_FILE} records (SHA-256 {digest[:12]}…, recorded "
+                         f"{recorded[:12]}…): it is damaged or was replaced; re-copy the model folder — if you "
+                         f"replaced the weights on purpose, delete the \"sha256\" entry of {CONFIG_FILE}")
+    return digest
+
+
+def check_model_folder(model_dir: str | Path, kind: str | None = None) -> dict[str, Any]:
+    """The single check of a model folder before it is used; returns its config (``sha256`` = the weights' hash).
+
+    In order: the folder exists; ``model.safetensors`` is there (pickle-only folders refused); ``config.json`` is a
+    usable configuration (`read_config`) of ``kind`` when given; the weights file is whole (header against size)
+    and matches the SHA-256 recorded in the config; the architecture builds from its parameters and every tensor
+    of the weights has the shape it needs. Nothing large is allocated. Each failure is one `ModelError` line
+    naming the file and what to do."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise ModelError(f"model folder {model_dir} does not exist; check the path or the model name")
@@ -123,30 +178,55 @@ def load_model(model_dir: str | Path, device: torch.device | str | None = None,
     config = read_config(model_dir)
     if kind is not None and config.get("kind") != kind:
         raise ModelError(f"{model_dir} is a {config.get('kind')!r} model but a {kind!r} model is needed here")
-    module = build_architecture(config)
+    from .weights_file import read_header
+
+    header = read_header(weights)  # a truncated file is named as such before its hash is compared
+    digest = _recorded_hash_checked(weights, config)
+    _check_architecture(config, model_dir / CONFIG_FILE, weights, header)
+    config["sha256"] = digest
+    return config
+
+
+def load_model(model_dir: str | Path, device: torch.device | str | None = None,
+               kind: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Build the architecture from ``config.json`` and load ``model.safetensors`` (never ``torch.load``).
+
+    The folder is checked first (`check_model_folder`). Returns ``(module in eval mode on device, config)`` with
+    ``config["sha256"]`` set to the weights' hash (a null ``threshold`` is dropped: the default 0.5 applies)."""
+    from .weights_file import load_weights
+
+    config = check_model_folder(model_dir, kind)
+    if "threshold" in config and config["threshold"] is None:
+        del config["threshold"]
+    weights = Path(model_dir) / WEIGHTS_FILE
+    module = build_architecture(config, Path(model_dir) / CONFIG_FILE)
+    state = load_weights(weights)
     try:
-        state = load_file(str(weights), device="cpu")
         module.load_state_dict(state, strict=True)
-    except (RuntimeError, OSError, ValueError) as exc:
-        raise ModelError(f"the weights in {weights} do not match its {CONFIG_FILE} ({str(exc)[:200]}); "
-                         f"the folder is damaged or mixed — retrain or re-download it") from None
-    config["sha256"] = sha256_file(weights)
+    except RuntimeError as exc:
+        why = " ".join(str(exc).split())[:200]
+        raise ModelError(f"the weights in {weights} do not match its {CONFIG_FILE} ({why}); the folder is damaged "
+                         f"or mixed — re-copy the model folder or retrain it") from None
     return module.to(device or "cpu").eval(), config
 
 
 def load_state(model_dir: str | Path) -> dict[str, torch.Tensor]:
-    """The raw safetensors state dict of a model folder (CPU tensors)."""
-    from safetensors.torch import load_file
+    """The raw safetensors state dict of a model folder (CPU tensors); `ModelError` naming a damaged file."""
+    from .weights_file import load_weights
 
-    return load_file(str(check_weights(model_dir)), device="cpu")
+    return load_weights(check_weights(model_dir))
 
 
 def save_model(model_dir: str | Path, module: nn.Module, config: dict[str, Any], card_text: str,
                overwrite: bool = True) -> Path:
     """Write ``model_dir`` atomically: weights (safetensors), ``config.json`` (with ``sha256``), model card.
 
-    Missing ``created``/``disclaimer``/``threshold`` entries are filled in. Returns the folder path."""
+    Missing ``created``/``disclaimer``/``threshold`` entries are filled in. An existing non-empty ``model_dir`` is
+    replaced only with ``overwrite`` and only when it is an earlier IACSeg model folder (`InputError` otherwise;
+    `iacseg.models.output_folder`). Returns the folder path."""
     from safetensors.torch import save_file
+
+    from .output_folder import check_model_replaceable
 
     if config.get("kind") not in KINDS + PRETRAINED_KINDS:
         raise ValueError(f"config['kind'] must be one of {KINDS + PRETRAINED_KINDS}")
@@ -157,6 +237,7 @@ def save_model(model_dir: str | Path, module: nn.Module, config: dict[str, Any],
     config.setdefault("disclaimer", DISCLAIMER)
     config.setdefault("threshold", 0.5)
     state = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+    check_model_replaceable(model_dir, overwrite)  # last line of defence: never replace a user's folder
     with atomic_folder(model_dir, overwrite=overwrite) as tmp:
         # metadata holds no name/date, so the hash identifies the weights alone
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})  # one key: Rust map order varies
@@ -166,8 +247,11 @@ def save_model(model_dir: str | Path, module: nn.Module, config: dict[str, Any],
     return Path(model_dir)
 
 
-def find_models() -> list[dict[str, Any]]:
-    """Every model folder on the search path: ``{"path", "name", "version", "kind", "created", "sha256", "metrics"}``."""
+def find_models(skipped: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every model folder on the search path: ``{"path", "name", "version", "kind", "created", "sha256", "metrics"}``.
+
+    Damaged folders (config.json, or weights other than the ones it records) are left out; with ``skipped`` their
+    one-line reasons are appended."""
     found, seen = [], set()
     for root in search_path():
         if not root.is_dir():
@@ -179,18 +263,21 @@ def find_models() -> list[dict[str, Any]]:
             seen.add(folder)
             try:
                 found.append(describe_model(folder))
-            except ModelError:
+            except ModelError as exc:
+                if skipped is not None:
+                    skipped.append(str(exc))
                 continue
     return found
 
 
 def describe_model(model_dir: str | Path) -> dict[str, Any]:
-    """``{"path", "name", "version", "kind", "created", "sha256", "metrics"}`` of one model folder."""
+    """``{"path", "name", "version", "kind", "created", "sha256", "metrics"}`` of one model folder; `ModelError`
+    when its config is damaged or its weights are not the ones the config records."""
     folder = Path(model_dir).resolve()
     c = read_config(folder)
+    digest = _recorded_hash_checked(folder / WEIGHTS_FILE, c)  # a damaged weights file is not listed as usable
     return {"path": str(folder), "name": c.get("name", folder.name), "version": c.get("version"),
-            "kind": c.get("kind"), "created": c.get("created"),
-            "sha256": sha256_file(folder / WEIGHTS_FILE), "metrics": c.get("metrics", {})}
+            "kind": c.get("kind"), "created": c.get("created"), "sha256": digest, "metrics": c.get("metrics", {})}
 
 
 def default_model_dir(kind: str) -> Path:

@@ -16,10 +16,14 @@ import numpy as np
 
 from .. import __version__
 from ..contracts import LANDMARKS, SEGMENTS
+from ..io.identity import IDENTITY_KEY, safe_acquisition, scrub_identity_value
 from .atomic import write_text_atomic
 from .markups import Landmark
 
 REPORT_SCHEMA_VERSION = 1
+#: Report parts made only of our own names and numbers (never scrubbed, so a patient named like a model stays apart).
+_OWN_PARTS = ("schema_version", "created", "segments", "total", "risk_group", "lesions", "methods", "landmarks",
+              "midsagittal_plane", "grid", "models", "timings_s", "versions")
 CSV_COLUMNS = ("segment", "label", "volume_mm3", "agatston", "mass_mg", "lesion_count", "peak_hu", "assessable",
                "coverage_fraction", "qc_status")
 _PACKAGES = ("numpy", "scipy", "torch", "monai", "SimpleITK", "pydicom", "slicerio", "pynrrd")
@@ -72,8 +76,12 @@ def build_report(*, measures: Mapping[str, Any], landmarks: Mapping[str, Landmar
     ``measures``: `iacseg.measure.measure_case` output. ``landmarks``: ``{name: Landmark}`` (z_mm LPS, slice,
     confidence, position LPS mm). ``plane``: `MidsagittalPlane` or its dict. ``models``: ``{kind: model}`` where
     model has ``name``, ``version``, ``sha256`` (attributes or keys). ``timings``: seconds per stage.
-    ``acquisition``: the input CT's metadata (slice thickness, tilt, kernel, corrections…). ``grid``: the
-    output grid (`Grid` or dict).
+    ``acquisition``: the input CT's metadata (slice thickness, tilt, kernel, corrections…), of which only the
+    allow-listed facts are kept (`iacseg.io.identity.safe_acquisition`). ``grid``: the output grid (`Grid` or dict).
+
+    De-identification: the identity strings of the CT's DICOM header (names, IDs, dates, free text; kept in the
+    metadata by the reader) are cut out of every text of the report — the input path, warnings, corrections, QC
+    reasons — so neither DICOM free text nor a patient's name in a file name reaches it.
     """
     ordered = [n for n in LANDMARKS if landmarks and n in landmarks] + \
               [n for n in (landmarks or {}) if n not in LANDMARKS]
@@ -92,12 +100,13 @@ def build_report(*, measures: Mapping[str, Any], landmarks: Mapping[str, Landmar
         "models": [_model_record(kind, m) for kind, m in (models or {}).items()],
         "timings_s": dict(timings or {}),
         "warnings": list(warnings or []),
-        "acquisition": dict(acquisition or {}),
+        "acquisition": safe_acquisition(acquisition),
         "versions": software_versions(),
     }
     if extra:
         report.update(extra)
-    return to_jsonable(report)
+    identity = (acquisition or {}).get(IDENTITY_KEY) or ()
+    return {k: v if k in _OWN_PARTS else scrub_identity_value(v, identity) for k, v in to_jsonable(report).items()}
 
 
 def report_json_text(report: Mapping[str, Any]) -> str:

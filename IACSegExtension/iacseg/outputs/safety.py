@@ -13,6 +13,9 @@ Every writer of a result folder (`iacseg segment`, `batch`, `relabel`, the Slice
 * lies where the user cannot write (permission, read-only file system) or where free space is short of a
   generous estimate of the output size.
 
+`iacseg phantom -o OUT` calls `check_phantom_output`: OUT as a batch output folder, and a case folder it would
+replace must be absent, empty or a previous phantom.
+
 Every result folder IACSeg writes carries `RESULT_MARKER`. Folders written by older versions have no marker:
 they count as ours when they hold the five contract files, optionally ``overview.png`` and the Slicer module's
 ``slicer_*`` files, nothing else, and their ``report.json`` is an IACSeg report.
@@ -29,7 +32,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from .. import __version__
-from ..contracts import LABELS_FILE, LANDMARKS_FILE, REPORT_CSV, REPORT_JSON, SEGMENTATION_FILE
+from ..contracts import (LABELS_FILE, LANDMARKS_FILE, PHANTOM_CT_FILE, PHANTOM_DICOM_DIR, REPORT_CSV, REPORT_JSON,
+                         SEGMENTATION_FILE, TRUTH_JSON, TRUTH_LABELS_FILE, TRUTH_LANDMARKS_FILE)
 from ..errors import InputError
 
 #: Hidden file written into every result folder IACSeg creates; `--overwrite` replaces only such folders.
@@ -408,6 +412,59 @@ def check_batch_output(out_dir: str | os.PathLike | None, inputs: Iterable[str |
     if out.exists() and not out.is_dir():
         raise InputError(f"batch output {out} is a file; give a folder")
     check_writable(out / "x")  # into OUT when it exists, else where OUT will be created
+    return out
+
+
+#: What `iacseg phantom` writes into a case folder (``phantom_NNNNN``); only such a folder may be replaced.
+PHANTOM_CASE_FILES = frozenset((PHANTOM_CT_FILE, PHANTOM_DICOM_DIR, TRUTH_LABELS_FILE, TRUTH_LANDMARKS_FILE,
+                                TRUTH_JSON))
+PHANTOM_GENERATOR = "iacseg.phantom"  # ``truth.json``'s "generator"
+
+
+def phantom_folder_problem(folder: str | os.PathLike) -> str | None:
+    """None when ``folder`` holds a previous IACSeg phantom case and nothing else (the same seed and options give
+    the same phantom, so it may be replaced); otherwise a short reason (for messages)."""
+    folder = Path(folder)
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as exc:
+        return f"it cannot be read ({exc.strerror or exc})"
+    foreign = [e.name for e in entries if e.name not in PHANTOM_CASE_FILES or e.is_symlink()]
+    if foreign:
+        return f"it holds files IACSeg did not write ({_short_list(foreign)})"
+    truth = folder / TRUTH_JSON
+    try:
+        doc = json.loads(truth.read_text(encoding="utf-8")) if truth.stat().st_size <= 64 * MIB else None
+    except (OSError, ValueError):
+        doc = None
+    if not (isinstance(doc, dict) and doc.get("generator") == PHANTOM_GENERATOR):
+        return "it holds no IACSeg phantom"
+    return None
+
+
+def check_phantom_output(out_dir: str | os.PathLike | None, case_names: Iterable[str]) -> Path:
+    """Checks on `iacseg phantom -o OUT` before anything is generated; returns ``Path(out_dir)``.
+
+    OUT holds one folder per case, ``OUT/<case name>``, which the generator replaces when it exists. OUT gets the
+    batch checks (`check_batch_output`: not ``/``, the current or home folder or a folder above them; a folder;
+    name length; writable), and each case folder must be absent, empty or a previous phantom
+    (`phantom_folder_problem`) — never a user's folder."""
+    if out_dir is None or not str(out_dir).strip():
+        raise InputError("the phantom output folder (-o) is empty; give the name of a folder, e.g. -o phantoms")
+    out = check_batch_output(out_dir, ())
+    for name in case_names:
+        case = check_case_name(name, out)
+        if case.is_symlink():
+            raise InputError(f"{case} is a symbolic link; choose another output folder (-o) — nothing was changed")
+        if not case.exists():
+            continue
+        if not case.is_dir():
+            raise InputError(f"{case} exists and is not a folder; choose another output folder (-o) or another "
+                             "--seed — nothing was changed")
+        problem = phantom_folder_problem(case) if _nonempty_dir(case) else None
+        if problem is not None:
+            raise InputError(f"{case} already exists and {problem}; IACSeg replaces only its own phantoms — choose "
+                             "another output folder (-o) or another --seed; nothing was changed")
     return out
 
 

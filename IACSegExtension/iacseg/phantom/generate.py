@@ -241,14 +241,20 @@ def _axial_dicom(phantom: Phantom) -> DicomStack:
                       kernel=str(phantom.ct.metadata.get("kernel", "STANDARD")))
 
 
+def case_name(seed: int) -> str:
+    """The folder name of phantom ``seed`` under `generate_cases`'s output folder: ``phantom_NNNNN``."""
+    return f"phantom_{int(seed):05d}"
+
+
 def generate_cases(out_dir: Path, seed: int, count: int = 1, *, dicom: bool = False,
                    progress: Progress = no_progress, **opts: Any) -> list[Path]:
-    """Write ``count`` phantoms with seeds ``seed, seed+1, …`` into ``out_dir/phantom_{seed:05d}``."""
+    """Write ``count`` phantoms with seeds ``seed, seed+1, …`` into ``out_dir/phantom_{seed:05d}`` (`case_name`); an
+    existing case folder is replaced (`iacseg phantom` first checks it holds only a previous phantom)."""
     out = []
     for n in range(count):
         s = int(seed) + n
         sub = (lambda stage, frac, msg="", n=n: progress("phantom", (n + frac) / count, f"case {n + 1}/{count}: {msg}"))
         ph = make_phantom(s, progress=sub, **opts)
-        out.append(write_phantom(ph, Path(out_dir) / f"phantom_{s:05d}", dicom=dicom))
-        progress("phantom", (n + 1) / count, f"wrote phantom_{s:05d}")
+        out.append(write_phantom(ph, Path(out_dir) / case_name(s), dicom=dicom))
+        progress("phantom", (n + 1) / count, f"wrote {case_name(s)}")
     return out

@@ -1,8 +1,10 @@
 """Checks of the scan itself: is it a head CT we can process, and what about it needs a reader's eye.
 
-`refuse_unprocessable` raises `InputError` (one clear line) only for what cannot be processed at all: no head in
-the volume (all air, random noise without any structure, too little tissue or bone) or a body CT (the body is much wider than any head and no skull
-encloses a brain). MR images are refused earlier by the reader (modality, or no air below −500 HU).
+`refuse_unprocessable` raises `InputError` (one clear line) only for what cannot be processed at all: a few slices
+rather than a volume (under 30 mm along the head-foot axis), no head in the volume (all air, random noise without
+any structure, too little tissue or bone), a body CT (the body is much wider than any head and no skull encloses
+a brain) or a head upside down (a wrong orientation header, see `upright`). MR images are refused earlier by the
+reader (modality, or no air below −500 HU).
 
 The other checks return QC reasons (`Reason`) for the report:
 
@@ -25,6 +27,7 @@ from scipy import ndimage
 from ..errors import InputError
 from ..io.volume import CTVolume
 from ..preprocess.head import IN_SLICE, CoarseHead, upsample_mask
+from .upright import upside_down_problem
 
 MAX_SLICE_MM = 5.0
 CONTRAST_HU = (180.0, 600.0)
@@ -37,7 +40,8 @@ METAL_HU = 2500.0
 BODY_WIDTH_MM = 320.0
 MIN_HEAD_TISSUE_ML = 150.0
 MIN_BONE_ML = 5.0
-MAX_STRUCTURE_RATIO = 0.25
+MAX_STRUCTURE_RATIO = 1.8  # `structure_ratio`: ≈ 1.0–1.2 for a CT, ≈ 2.8 for noise
+MIN_COVERAGE_MM = 30.0
 
 
 @dataclass(frozen=True)
@@ -63,30 +67,55 @@ def _largest_width_mm(a: CoarseHead) -> float:
 
 
 def structure_ratio(hu: np.ndarray) -> float:
-    """Median |difference| of neighbouring voxels along rows over the interquartile range of all voxels: ≈ 0.001–0.05
-    for any CT (neighbours mostly alike), ≈ 0.5 or more for random noise."""
-    step = max(1, hu.shape[0] // 16)
-    sample = hu[::step]
-    q1, q3 = np.percentile(sample, [25, 75])
-    spread = max(float(q3 - q1), 1.0)
-    return float(np.median(np.abs(np.diff(sample, axis=2)))) / spread
+    """Standard deviation of ``hu`` over that of its 2×2×2 block means: random noise loses √8 ≈ 2.8× of its spread
+    to the averaging, while an image of anatomy (air, tissue and bone regions many voxels wide) keeps nearly all of
+    it (≈ 1.0–1.2, even with heavy noise or thick slices). 1.0 for an image too thin to pool or without contrast.
+
+    (A ratio of neighbour differences to the interquartile range was used before: it called low-resolution heads
+    whose field of view is mostly tissue "random noise".)"""
+    even = [n - n % 2 for n in hu.shape]
+    if min(even) < 2:
+        return 1.0
+    x = np.asarray(hu[: even[0], : even[1], : even[2]], dtype=np.float64)
+    pooled = x.reshape(even[0] // 2, 2, even[1] // 2, 2, even[2] // 2, 2).mean(axis=(1, 3, 5))
+    spread = float(pooled.std())
+    return float(x.std()) / spread if spread > 1e-6 else 1.0
+
+
+NOT_HEAD = "This image is not a head CT that IACSeg can read"
+NEEDS = "give a non-contrast head CT that shows the skull base"
 
 
 def refuse_unprocessable(vol: CTVolume, a: CoarseHead) -> None:
-    """Raise `InputError` when ``vol`` holds no head at all or is a body CT (see module docstring)."""
-    if structure_ratio(a.mean_hu) > MAX_STRUCTURE_RATIO:  # on ≈2.5 mm block means: noise averaged away
-        raise InputError("no head found in this image: it has no anatomical structure (neighbouring voxels differ "
-                         "like random noise); IACSeg needs a non-contrast head CT that shows the skull base")
+    """Raise `InputError` (one line: ``This image is not a head CT that IACSeg can read: <why>; <what to do>``) when
+    ``vol`` (axial LPS) covers too little, holds no head at all, is a body CT or shows the head upside down."""
+    covered = vol.grid.shape[0] * float(vol.grid.spacing[2])
+    if covered < MIN_COVERAGE_MM:
+        slices = "slice" if vol.grid.shape[0] == 1 else "slices"
+        raise InputError(f"{NOT_HEAD}: it covers only {covered:.3g} mm along the head-foot axis "
+                         f"({vol.grid.shape[0]} {slices}), not a head volume; give the whole CT series (IACSeg "
+                         f"needs at least {MIN_COVERAGE_MM:g} mm through the skull base; a head CT covers 120 mm "
+                         "or more)")
+    if structure_ratio(a.mean_hu) > MAX_STRUCTURE_RATIO:  # on the ≈2.5 mm block means
+        raise InputError(f"{NOT_HEAD}: no head found — it has no anatomical structure (neighbouring voxels differ "
+                         f"like random noise); {NEEDS}")
     voxel_ml = float(np.prod(a.grid.spacing)) / 1000.0
     tissue_ml = float(np.count_nonzero(a.mean_hu > -300.0)) * voxel_ml
     bone_ml = float(np.count_nonzero(a.mean_hu > 300.0)) * voxel_ml
-    if tissue_ml < MIN_HEAD_TISSUE_ML or bone_ml < MIN_BONE_ML:
-        raise InputError(f"no head found in this image ({tissue_ml:.0f} mL of tissue, {bone_ml:.1f} mL of bone); "
-                         "IACSeg needs a non-contrast head CT that shows the skull base")
+    if tissue_ml < 1.0:
+        raise InputError(f"{NOT_HEAD}: no head found — it holds only air (nothing denser than −300 HU); {NEEDS}")
+    if tissue_ml < MIN_HEAD_TISSUE_ML:
+        raise InputError(f"{NOT_HEAD}: no head found — only {tissue_ml:.0f} mL of tissue (a head has well over "
+                         f"{MIN_HEAD_TISSUE_ML:.0f} mL); {NEEDS}")
+    if bone_ml < MIN_BONE_ML:
+        raise InputError(f"{NOT_HEAD}: no skull found — only {bone_ml:.1f} mL of bone (above 300 HU); {NEEDS}")
     width = _largest_width_mm(a)
     if width > BODY_WIDTH_MM and a.skull_choice != "encloses_brain":
-        raise InputError(f"this looks like a body CT (the body is about {width:.0f} mm wide and no skull enclosing a "
-                         "brain was found), not a head CT; IACSeg needs a head CT that shows the skull base")
+        raise InputError(f"{NOT_HEAD}: it looks like a body CT (the body is about {width:.0f} mm wide and no skull "
+                         f"enclosing a brain was found); {NEEDS}")
+    problem = upside_down_problem(vol, a)
+    if problem is not None:
+        raise InputError(f"{NOT_HEAD}: {problem}")
 
 
 def thick_slices(vol: CTVolume) -> Reason | None:

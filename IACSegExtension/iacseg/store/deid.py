@@ -1,9 +1,12 @@
 """De-identification of what enters the store: which acquisition facts are kept, scrubbing ``report.json``, and
 reading a DICOM series' identifiers (only to hash the PatientID, or to keep them with ``--keep-identifiers``).
 
-What is kept of a CT's metadata is an allow-list (`KEPT_ACQUISITION`): modality, format, slice thickness (mm),
-gantry tilt (degrees), kernel, manufacturer, slice count, and the reader's correction/warning sentences with
-UIDs, paths and the patient's identifiers cut out. Images enter the store as NIfTI, which has no identifiers.
+What is kept of a CT's metadata is an allow-list (`KEPT_ACQUISITION`, checked per kind by
+`iacseg.io.identity.safe_acquisition`): modality, format, slice thickness (mm), gantry tilt (degrees), kernel,
+manufacturer, slice count, and the reader's correction/warning sentences with UIDs, paths, the patient's
+identifiers and every identity string of the DICOM header (names, IDs, dates, free text — short ones as whole
+words) cut out. Of the engine's report only known parts are kept (`KEPT_REPORT`). Images enter the store as
+NIfTI, which has no identifiers.
 """
 
 from __future__ import annotations
@@ -12,9 +15,16 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from ..io.identity import safe_acquisition, scrub_identity
+
 #: Acquisition metadata copied into case.json and the stored report (everything else is dropped).
 KEPT_ACQUISITION: tuple[str, ...] = ("modality", "source_format", "slice_thickness_mm", "gantry_tilt_deg", "kernel",
                                      "manufacturer", "n_slices_read", "corrections", "warnings")
+#: Parts of the engine's report copied into the store (anything else a report may hold is dropped).
+KEPT_REPORT: tuple[str, ...] = (
+    "schema_version", "created", "input", "segments", "total", "risk_group", "lesions", "methods", "landmarks",
+    "midsagittal_plane", "grid", "models", "timings_s", "warnings", "acquisition", "versions", "threshold",
+    "threshold_source", "roi_kji", "outside_ica_voxels", "device", "qc", "landmark_prior")
 #: DICOM attributes that identify a patient, a visit or a site (kept only with ``keep_identifiers``).
 IDENTIFIER_KEYWORDS: tuple[str, ...] = (
     "PatientName", "PatientID", "OtherPatientIDs", "PatientBirthDate", "PatientSex", "PatientAge",
@@ -84,43 +94,45 @@ def secret_strings(identifiers: Mapping[str, str], extra: Iterable[str] = ()) ->
     return sorted((s.strip() for s in found if len(s.strip()) >= _MIN_SECRET), key=len, reverse=True)
 
 
-def scrub_text(text: str, secrets: Sequence[str] = ()) -> str:
-    """``text`` with each of ``secrets`` (case-insensitive), DICOM UIDs and absolute file paths replaced by
-    ``<removed>``, ``<uid>`` and ``<path>``."""
+def scrub_text(text: str, secrets: Sequence[str] = (), identity: Sequence[str] = ()) -> str:
+    """``text`` with each of ``secrets`` (anywhere, case-insensitive), each of ``identity`` (the header's identity
+    strings, as whole words), DICOM UIDs and absolute file paths replaced by ``<removed>``, ``<uid>``, ``<path>``."""
     for secret in secrets:
         text = re.sub(re.escape(secret), "<removed>", text, flags=re.IGNORECASE)
+    text = scrub_identity(text, identity)
     text = _UID.sub("<uid>", text)
     text = _WINDOWS_PATH.sub("<path>", text)
     return _POSIX_PATH.sub("<path>", text)
 
 
-def scrub_value(value: Any, secrets: Sequence[str] = ()) -> Any:
+def scrub_value(value: Any, secrets: Sequence[str] = (), identity: Sequence[str] = ()) -> Any:
     """Every string inside ``value`` (dicts, lists; keys too) passed through `scrub_text`; other values as is."""
     if isinstance(value, str):
-        return scrub_text(value, secrets)
+        return scrub_text(value, secrets, identity)
     if isinstance(value, Mapping):
-        return {scrub_text(str(k), secrets): scrub_value(v, secrets) for k, v in value.items()}
+        return {scrub_text(str(k), secrets, identity): scrub_value(v, secrets, identity) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [scrub_value(v, secrets) for v in value]
+        return [scrub_value(v, secrets, identity) for v in value]
     return value
 
 
-def acquisition_summary(metadata: Mapping[str, Any], secrets: Sequence[str] = ()) -> dict[str, Any]:
-    """The allow-listed acquisition facts of a CT's metadata (`KEPT_ACQUISITION`), scrubbed: slice thickness
-    (mm), gantry tilt (degrees), kernel, manufacturer, … — never UIDs, paths, names or dates."""
-    from ..outputs.report import to_jsonable
+def acquisition_summary(metadata: Mapping[str, Any], secrets: Sequence[str] = (),
+                        identity: Sequence[str] = ()) -> dict[str, Any]:
+    """The allow-listed acquisition facts of a CT's metadata (`KEPT_ACQUISITION`, each checked for its kind),
+    scrubbed: slice thickness (mm), gantry tilt (degrees), kernel, manufacturer, … — never UIDs, paths, names,
+    dates or DICOM free text."""
+    kept = safe_acquisition(metadata, [k for k in KEPT_ACQUISITION if k in metadata])
+    return scrub_value(kept, secrets, identity)
 
-    kept = {k: metadata[k] for k in KEPT_ACQUISITION if k in metadata}
-    return scrub_value(to_jsonable(kept), secrets)
 
-
-def scrub_report(report: Mapping[str, Any], secrets: Sequence[str] = ()) -> dict[str, Any]:
-    """The engine's ``report.json`` ready for the store: the input path removed (``"input": null``), the
-    acquisition reduced to `KEPT_ACQUISITION`, and every string scrubbed; measures, landmarks (LPS mm), the
-    midsagittal plane, models and versions are kept unchanged."""
-    out = dict(report)
+def scrub_report(report: Mapping[str, Any], secrets: Sequence[str] = (),
+                 identity: Sequence[str] = ()) -> dict[str, Any]:
+    """The engine's ``report.json`` ready for the store: only its known parts (`KEPT_REPORT`), the input path
+    removed (``"input": null``), the acquisition reduced to `KEPT_ACQUISITION`, and every string scrubbed;
+    measures, landmarks (LPS mm), the midsagittal plane, models and versions are kept unchanged."""
+    out = {k: v for k, v in report.items() if k in KEPT_REPORT}
     if "input" in out:
         out["input"] = None
     if isinstance(out.get("acquisition"), Mapping):
-        out["acquisition"] = acquisition_summary(out["acquisition"], secrets)
-    return scrub_value(out, secrets)
+        out["acquisition"] = acquisition_summary(out["acquisition"], secrets, identity)
+    return scrub_value(out, secrets, identity)

@@ -13,6 +13,7 @@ import numpy as np
 from .. import __version__
 from ..contracts import LABELS_FILE, LANDMARKS, LANDMARKS_FILE, REPORT_JSON, SEGMENTS
 from ..errors import InputError
+from ..io.identity import IDENTITY_KEY
 from ..io.volume import CTVolume, Grid
 from ..outputs.markups import Landmark
 from .deid import acquisition_summary, read_dicom_identifiers, scrub_report, secret_strings
@@ -32,6 +33,7 @@ class ImageInput:
     source_kind: str
     identifiers: dict[str, str] = field(default_factory=dict)
     secrets: list[str] = field(default_factory=list)
+    identity: list[str] = field(default_factory=list)  # the header's identity strings, cut as whole words
 
 
 @dataclass
@@ -44,18 +46,21 @@ class EngineOutput:
     report: dict[str, Any]
 
 
-def load_image(image: str | Path | CTVolume) -> ImageInput:
-    """A CT path (DICOM folder/file, NIfTI, NRRD, MHA) or an in-memory `CTVolume` (e.g. from Slicer)."""
+def load_image(image: str | Path | CTVolume, allow_gaps: bool = False) -> ImageInput:
+    """A CT path (DICOM folder/file, NIfTI, NRRD, MHA) or an in-memory `CTVolume` (e.g. from Slicer);
+    ``allow_gaps`` fills missing DICOM slices by interpolation (as ``iacseg segment --allow-gaps``)."""
     if isinstance(image, CTVolume):
-        return ImageInput(image, str(image.metadata.get("source_format") or "volume"))
+        return ImageInput(image, str(image.metadata.get("source_format") or "volume"),
+                          identity=list(image.metadata.get(IDENTITY_KEY) or ()))
     from ..io import read_ct
 
     path = Path(image)
-    volume = read_ct(path)
+    volume = read_ct(path, allow_gaps=allow_gaps)
     kind = str(volume.metadata.get("source_format") or "image")
     identifiers = read_dicom_identifiers(path, volume.metadata.get("series_uid")) if kind == "dicom" else {}
     # file names alone ("dicom", "ct.nii.gz") are too generic to cut out; whole paths are removed anyway
-    return ImageInput(volume, kind, identifiers, secret_strings(identifiers, [str(path.absolute())]))
+    return ImageInput(volume, kind, identifiers, secret_strings(identifiers, [str(path.absolute())]),
+                      list(volume.metadata.get(IDENTITY_KEY) or ()))
 
 
 def read_engine_output(folder: str | Path) -> EngineOutput:
@@ -113,7 +118,7 @@ def case_document(case_id: str, subject: str, image: ImageInput, engine: EngineO
     versions = engine.report.get("versions") or {}
     doc: dict[str, Any] = {
         "case_id": case_id, "subject": subject, "created": utc_now(), "grid": image.volume.grid.to_dict(),
-        "acquisition": acquisition_summary(image.volume.metadata, image.secrets),
+        "acquisition": acquisition_summary(image.volume.metadata, image.secrets, image.identity),
         "models": report_models(engine.report),
         "engine_version": str(versions.get("iacseg") or __version__),
         "source_kind": image.source_kind,
@@ -137,7 +142,7 @@ def fill_case_folder(folder: Path, doc: Mapping[str, Any], image: ImageInput, en
     write_image(original / LABELS_FILE, engine.labels.astype(np.uint8), image.volume.grid)
     named = [engine.landmarks[n] for n in LANDMARKS]
     write_landmarks(original / LANDMARKS_FILE, named, description="IACSeg landmarks (engine output)")
-    atomic_write_text(original / REPORT_JSON, report_json_text(scrub_report(engine.report, image.secrets)))
+    atomic_write_text(original / REPORT_JSON, report_json_text(scrub_report(engine.report, image.secrets, image.identity)))
     atomic_write_text(folder / CASE_FILE, json.dumps(doc, indent=2) + "\n")
     names = [IMAGE_FILE, f"{ORIGINAL_DIR}/{LABELS_FILE}", f"{ORIGINAL_DIR}/{LANDMARKS_FILE}",
              f"{ORIGINAL_DIR}/{REPORT_JSON}", CASE_FILE]

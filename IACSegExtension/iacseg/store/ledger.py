@@ -7,16 +7,21 @@ entry serialised canonically without ``hash``). A line is canonical JSON: sorted
 
 Only the last line can be torn (a crash or full disk during an append): readers ignore it with a warning and the
 next append, which runs under the store lock, truncates it first.
+
+The chain is anchored: after every append the store records a `LedgerAnchor` (entries, byte length, last hash,
+sha256 of those bytes) in ``store.json``. Before every append `check_ledger` checks the ledger against it —
+hashing the anchored bytes, parsing only the lines after them — and refuses a damaged ledger.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NoReturn, Sequence
 
 from ..errors import InputError
 from ..outputs.report import to_jsonable
@@ -25,6 +30,7 @@ from .safety import fsync_dir, sha256_bytes
 EDIT_KINDS: tuple[str, ...] = ("landmark_moved", "lesion_reassigned", "lesion_deleted", "lesion_added")
 LEDGER_KINDS: tuple[str, ...] = ("store_created", "case_added", "correction_saved", *EDIT_KINDS, "status_changed")
 _TAIL_CHUNK = 1 << 16
+_HASH_CHUNK = 1 << 20
 
 
 def utc_now() -> str:
@@ -53,6 +59,32 @@ def draft_entry(kind: str, *, case_id: str | None, reader: str | None, engine_ve
             "files": dict(files or {})}
 
 
+@dataclass(frozen=True)
+class LedgerAnchor:
+    """What ``store.json`` records of the ledger after every save (the chain's anchor): the number of entries,
+    the byte length, the last entry's ``hash`` and the sha256 of those bytes."""
+
+    entries: int
+    size: int
+    head: str
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The form kept in ``store.json`` (``bytes`` is `size`)."""
+        return {"entries": self.entries, "bytes": self.size, "head": self.head, "sha256": self.sha256}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "LedgerAnchor":
+        """The anchor `to_dict` wrote; `ValueError` when ``data`` is not one."""
+        try:
+            anchor = cls(int(data["entries"]), int(data["bytes"]), str(data["head"]), str(data["sha256"]))
+        except (KeyError, TypeError, ValueError):
+            raise ValueError("malformed ledger anchor") from None
+        if anchor.entries < 1 or anchor.size < 1 or len(anchor.head) != 64 or len(anchor.sha256) != 64:
+            raise ValueError("malformed ledger anchor")
+        return anchor
+
+
 @dataclass
 class LedgerContents:
     """What `read_ledger` found: the entries in order, problems (damage), warnings (a torn last line)."""
@@ -62,12 +94,53 @@ class LedgerContents:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass
+class LedgerTail:
+    """Where a checked ledger ends (a torn last line lies beyond ``end``), its last line, the next ``seq`` and
+    the sha256 object of its first ``end`` bytes: what `append_entries` continues."""
+
+    end: int = 0
+    last: bytes | None = None
+    seq: int = 0
+    digest: Any = field(default_factory=hashlib.sha256)
+
+
 def _parse(line: bytes) -> dict[str, Any] | None:
     try:
         obj = json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         return None
     return obj if isinstance(obj, dict) else None
+
+
+def _complete_lines(data: bytes, warnings: list[str]) -> list[bytes]:
+    """The lines of ``data`` without a torn last one (no newline, or not JSON), which is named in ``warnings``."""
+    lines = data.split(b"\n")
+    remainder = lines.pop()  # bytes after the last newline ('' when the data ends with one)
+    if remainder:
+        warnings.append(f"the ledger's last line is torn (an interrupted save, {len(remainder)} bytes); "
+                        "it is ignored and will be removed by the next save")
+    elif lines and _parse(lines[-1]) is None:
+        lines.pop()
+        warnings.append("the ledger's last line is not complete JSON (an interrupted save); it is ignored and "
+                        "will be removed by the next save")
+    return lines
+
+
+def _line_problems(line: bytes, n: int, prev_text: bytes) -> tuple[dict[str, Any] | None, list[str]]:
+    """``(entry or None, problems)`` of ledger line ``n`` (0-based) following the line ``prev_text``."""
+    entry = _parse(line)
+    if entry is None:
+        return None, [f"ledger line {n + 1} is damaged (not JSON)"]
+    problems = []
+    if entry.get("seq") != n:
+        problems.append(f"ledger line {n + 1} has seq {entry.get('seq')!r}, expected {n}")
+    if entry.get("prev") != (sha256_bytes(prev_text) if n else ""):
+        problems.append(f"ledger line {n + 1} does not chain to the line before it (a line was changed, removed or "
+                        "inserted)")
+    if entry.get("hash") != entry_hash(entry):
+        problems.append(f"ledger line {n + 1} was modified (its hash does not match its content)")
+    return entry, problems
 
 
 def read_ledger(path: str | os.PathLike) -> LedgerContents:
@@ -82,37 +155,18 @@ def read_ledger(path: str | os.PathLike) -> LedgerContents:
     except FileNotFoundError:
         out.problems.append(f"the ledger {Path(path).name} is missing")
         return out
-    lines = data.split(b"\n")
-    remainder = lines.pop()  # bytes after the last newline ('' when the file ends with one)
-    if remainder:
-        out.warnings.append(f"the ledger's last line is torn (an interrupted save, {len(remainder)} bytes); "
-                            "it is ignored and will be removed by the next save")
-    if not remainder and lines and _parse(lines[-1]) is None:
-        lines.pop()
-        out.warnings.append("the ledger's last line is not complete JSON (an interrupted save); it is ignored and "
-                            "will be removed by the next save")
     prev_text = b""
-    for n, line in enumerate(lines):
-        entry = _parse(line)
-        if entry is None:
-            out.problems.append(f"ledger line {n + 1} is damaged (not JSON)")
-            prev_text = line
-            continue
-        if entry.get("seq") != n:
-            out.problems.append(f"ledger line {n + 1} has seq {entry.get('seq')!r}, expected {n}")
-        expected_prev = sha256_bytes(prev_text) if n else ""
-        if entry.get("prev") != expected_prev:
-            out.problems.append(f"ledger line {n + 1} does not chain to the line before it (a line was changed, "
-                                "removed or inserted)")
-        if entry.get("hash") != entry_hash(entry):
-            out.problems.append(f"ledger line {n + 1} was modified (its hash does not match its content)")
-        out.entries.append(entry)
+    for n, line in enumerate(_complete_lines(data, out.warnings)):
+        entry, problems = _line_problems(line, n, prev_text)
+        out.problems += problems
+        if entry is not None:
+            out.entries.append(entry)
         prev_text = line
     return out
 
 
 def _last_complete_line(f: Any, size: int) -> tuple[bytes | None, int]:
-    """``(text of the last newline-terminated line or None, offset just after its newline)``."""
+    """``(text of the last newline-terminated line before offset ``size`` or None, offset just after it)``."""
     pos, buf = size, b""
     while True:
         start = max(0, pos - _TAIL_CHUNK)
@@ -130,28 +184,76 @@ def _last_complete_line(f: Any, size: int) -> tuple[bytes | None, int]:
         return buf[prev_nl + 1:last_nl], pos + last_nl + 1
 
 
-def append_entries(path: str | os.PathLike, drafts: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Append ``drafts`` (from `draft_entry`) as chained entries in one write, fsync, and return them complete.
+def _damaged(path: Path, reason: str) -> NoReturn:
+    raise InputError(f"the ledger {path} is damaged ({reason}); nothing was saved: run "
+                     f"'iacseg store verify {path.parent}'")
 
-    Must run under `iacseg.store.safety.store_lock`. A torn last line is truncated first; a failed write is
-    rolled back to the previous size.
+
+def check_ledger(path: str | os.PathLike, anchor: LedgerAnchor | None) -> LedgerTail:
+    """Check the ledger before an append, cheaply: its first ``anchor.size`` bytes must still hash to the
+    anchor's sha256 (one pass, nothing parsed), and only the lines after them are parsed and chained. Without
+    an anchor (a store made before anchors) every line is checked.
+
+    `InputError` when the ledger is damaged or missing, so nothing is ever appended to it. A torn last line is
+    not damage: it lies beyond the returned ``end`` and `append_entries` cuts it off.
     """
+    path = Path(path)
+    tail = LedgerTail()
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        _damaged(path, "it is missing")
+    with f:
+        if anchor is not None:
+            if os.fstat(f.fileno()).st_size < anchor.size:
+                _damaged(path, f"it is shorter than the {anchor.entries} entries anchored in store.json: entries "
+                               "were removed")
+            for chunk in iter(lambda: f.read(min(_HASH_CHUNK, anchor.size - f.tell())), b""):
+                tail.digest.update(chunk)
+            last, end = _last_complete_line(f, anchor.size)
+            head = _parse(last) if last is not None else None
+            if tail.digest.hexdigest() != anchor.sha256 or end != anchor.size or head is None \
+                    or head.get("hash") != anchor.head:
+                _damaged(path, f"its first {anchor.entries} entries no longer match the anchor in store.json: a "
+                               "line was changed, removed or rewritten")
+            tail.end, tail.last, tail.seq = anchor.size, last, anchor.entries
+        f.seek(tail.end)
+        rest = f.read()
+    lines = _complete_lines(rest, [])
+    prev_text = tail.last or b""
+    for n, line in enumerate(lines, start=tail.seq):
+        problems = _line_problems(line, n, prev_text)[1]
+        if problems:
+            _damaged(path, problems[0])
+        prev_text = line
+    checked = rest[:sum(len(line) + 1 for line in lines)]
+    tail.digest.update(checked)
+    tail.end, tail.seq = tail.end + len(checked), tail.seq + len(lines)
+    tail.last = lines[-1] if lines else tail.last
+    return tail
+
+
+def append_entries(path: str | os.PathLike, drafts: Sequence[Mapping[str, Any]],
+                   tail: LedgerTail) -> tuple[list[dict[str, Any]], LedgerAnchor]:
+    """Append ``drafts`` (from `draft_entry`) as chained entries in one write after the ledger ``tail`` that
+    `check_ledger` returned (``LedgerTail()`` for a new ledger), fsync; return the complete entries and the
+    ledger's new anchor.
+
+    Must run under `iacseg.store.safety.store_lock`, in the same hold as `check_ledger`. A torn last line is
+    truncated first; a failed write is rolled back to the previous size.
+    """
+    if not drafts:
+        raise ValueError("nothing to append")
     path = Path(path)
     created = not path.exists()
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     with os.fdopen(fd, "r+b") as f:
         size = f.seek(0, os.SEEK_END)
-        last, end = _last_complete_line(f, size)
-        if end == size and last is not None and _parse(last) is None:  # unparsable last line: a torn append
-            last, end = _last_complete_line(f, end - len(last) - 1)
-        if last is not None and _parse(last) is None:
-            raise InputError(f"the ledger {path} is damaged at its end; run 'iacseg store verify' on the store and "
-                             "restore the ledger from a backup")
-        if end < size:
-            f.truncate(end)
-        prev_entry = _parse(last) if last is not None else None
-        seq = int(prev_entry["seq"]) + 1 if prev_entry is not None else 0
-        prev_text = last if last is not None else None
+        if size < tail.end:
+            _damaged(path, "it shrank while it was being saved to")
+        if tail.end < size:
+            f.truncate(tail.end)
+        seq, prev_text = tail.seq, tail.last
         entries, chunks = [], []
         for draft in drafts:
             entry = {**draft, "seq": seq, "time": utc_now(),
@@ -161,14 +263,17 @@ def append_entries(path: str | os.PathLike, drafts: Sequence[Mapping[str, Any]])
             entries.append(entry)
             chunks.append(text + b"\n")
             prev_text, seq = text, seq + 1
-        f.seek(end)
+        data = b"".join(chunks)
+        f.seek(tail.end)
         try:
-            f.write(b"".join(chunks))
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         except BaseException:
-            f.truncate(end)
+            f.truncate(tail.end)
             raise
     if created:
         fsync_dir(path.parent)
-    return entries
+    digest = tail.digest.copy()
+    digest.update(data)
+    return entries, LedgerAnchor(seq, tail.end + len(data), entries[-1]["hash"], digest.hexdigest())

@@ -14,8 +14,10 @@ import contextlib
 import errno
 import hashlib
 import os
+import re
+import secrets
 import shutil
-import tempfile
+import socket
 import time
 from pathlib import Path
 from typing import Iterator
@@ -30,8 +32,8 @@ from ..errors import InputError
 from ..outputs.atomic import fsync_dir, write_bytes_atomic
 from .layout import LOCK_FILE, PARTIAL_PREFIX, check_case_id, reader_slug
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "check_case_id", "fsync_dir", "make_dirs", "partial_folder",
-           "publish_folder", "reader_slug", "sha256_bytes", "sha256_of", "store_lock"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "check_case_id", "fsync_dir", "host_tag", "make_dirs",
+           "partial_folder", "publish_folder", "reader_slug", "sha256_bytes", "sha256_of", "store_lock"]
 
 _CHUNK = 1 << 20
 
@@ -124,10 +126,23 @@ def store_lock(root: str | os.PathLike, timeout_s: float = 60.0, poll_s: float =
         os.close(fd)
 
 
+def host_tag() -> str:
+    """This machine's name as temporary folders carry it: lowercase letters and digits, at most 16."""
+    return re.sub(r"[^a-z0-9]", "", socket.gethostname().lower())[:16] or "host"
+
+
 def partial_folder(parent: str | os.PathLike) -> Path:
-    """A new empty temporary folder ``parent/.partial-XXXX`` to fill before `publish_folder` renames it."""
+    """A new empty temporary folder ``parent/.partial-<pid>-<host>-<8 hex digits>`` to fill before
+    `publish_folder` renames it; the pid and host let a later save tell a crashed save's folder from a running
+    one (see `iacseg.store.leftovers`)."""
     parent = make_dirs(parent)
-    return Path(tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=parent))
+    while True:
+        path = parent / f"{PARTIAL_PREFIX}{os.getpid()}-{host_tag()}-{secrets.token_hex(4)}"
+        try:
+            path.mkdir(mode=0o700)
+            return path
+        except FileExistsError:
+            continue
 
 
 def publish_folder(tmp: Path, final: Path) -> Path:

@@ -1,7 +1,8 @@
 """`CorrectionStore`: a local, server-free folder of readers' corrections with an append-only ledger.
 
-Layout and rules: STORE.md. Every write fills a temporary folder, then — under the store's file lock — takes
-the next free name, renames the folder into place and appends the ledger line with the sha256 of each file.
+Layout and rules: STORE.md. Every write fills a temporary folder, then — under the store's file lock — checks
+the ledger against its anchor in ``store.json`` (a damaged ledger is never appended to), takes the next free
+name, renames the folder into place, appends the ledger line with the sha256 of each file and re-anchors.
 Nothing is ever overwritten or deleted: a new correction is a new version. Images and label maps are
 ``[k, j, i]`` arrays on the case's `Grid` (LPS mm); landmarks are LPS mm. No Qt, no global state: the Slicer
 module uses this class directly.
@@ -28,7 +29,10 @@ from .layout import (CASE_FILE, CASES_DIR, CORRECTION_FILE, EDITS_FILE, IMAGE_FI
                      ORIGINAL_DIR, STORE_FILE, STORE_FORMAT, STORE_FORMAT_VERSION, case_dir, check_case_id,
                      check_reader, check_split, correction_dir, new_case_id, parse_version_dir, reader_dir,
                      reader_slug, relative, split_of_subject, subject_hash)
-from .ledger import EDIT_KINDS, LedgerContents, append_entries, draft_entry, read_ledger, utc_now
+from .anchor import read_anchor, store_file_text, write_anchor
+from .leftovers import remove_stale_partials
+from .ledger import (EDIT_KINDS, LedgerContents, LedgerTail, append_entries, check_ledger, draft_entry, read_ledger,
+                     utc_now)
 from .safety import (atomic_write_text, discard_folder, make_dirs, partial_folder, publish_folder, sha256_of,
                      store_lock)
 from .verify import VerifyReport, verify_store
@@ -43,6 +47,9 @@ class CorrectionStore:
         self._split = check_split(info.get("split"))
         self.lock_timeout_s = float(lock_timeout_s)
         self._cached: tuple[tuple[int, int, int], LedgerContents] | None = None
+        #: Notes for the user from writes (e.g. removed leftovers of crashed saves); the CLI prints them.
+        self.warnings: list[str] = []
+        self._tidied = False
 
     # -- creating / opening ------------------------------------------------------------------------------
     @classmethod
@@ -60,11 +67,12 @@ class CorrectionStore:
         with store_lock(root):
             if (root / STORE_FILE).exists() or (root / LEDGER_FILE).exists():  # another init won the race
                 raise InputError(f"{root} is a store already; give a new or empty folder to create a store in")
-            atomic_write_text(root / STORE_FILE, json.dumps(info, indent=2) + "\n")
-            append_entries(root / LEDGER_FILE, [draft_entry(
+            atomic_write_text(root / STORE_FILE, store_file_text(info))
+            anchor = append_entries(root / LEDGER_FILE, [draft_entry(
                 "store_created", case_id=None, reader=None, engine_version=__version__,
                 details={"format": STORE_FORMAT, "format_version": STORE_FORMAT_VERSION, "split": fractions},
-                files={STORE_FILE: sha256_of(root / STORE_FILE)})])
+                files={STORE_FILE: sha256_of(root / STORE_FILE)})], LedgerTail())[1]
+            write_anchor(root, anchor)
         return cls(root, info)
 
     @classmethod
@@ -85,13 +93,15 @@ class CorrectionStore:
 
     # -- writing -------------------------------------------------------------------------------------------
     def add_case(self, image: str | Path | CTVolume, engine_output: str | Path, *, case_id: str | None = None,
-                 subject: str | None = None, keep_identifiers: bool = False, reader: str = "engine") -> str:
+                 subject: str | None = None, keep_identifiers: bool = False, reader: str = "engine",
+                 allow_gaps: bool = False) -> str:
         """Add a case: the CT (path or `CTVolume`, HU) and the folder ``iacseg segment`` wrote for it.
 
         Stores the CT as int16 HU NIfTI, the engine's labels, landmarks and a scrubbed report. ``case_id``:
         default an opaque random id. ``subject``: patient key for the split (default: the DICOM PatientID,
         else the case id), stored only as a salted hash. DICOM identifiers are kept in ``case.json`` only with
-        ``keep_identifiers``. Returns the case id; `InputError` for a bad id, a taken id or mismatched inputs.
+        ``keep_identifiers``. ``allow_gaps``: fill missing DICOM slices by interpolation (refused otherwise).
+        Returns the case id; `InputError` for a bad id, a taken id, mismatched inputs or a damaged ledger.
         """
         from .intake import case_document, check_same_grid, fill_case_folder, load_image, read_engine_output
 
@@ -100,7 +110,8 @@ class CorrectionStore:
         target = case_dir(self.root, case_id)
         if target.exists():
             raise InputError(f"case {case_id} already exists in {self.root}; choose another --case-id")
-        loaded = load_image(image)
+        check_ledger(self.root / LEDGER_FILE, read_anchor(self.root))  # refuse before reading the CT
+        loaded = load_image(image, allow_gaps=allow_gaps)
         engine = read_engine_output(engine_output)
         check_same_grid(loaded, engine, engine_output)
         key = subject if subject is not None else loaded.identifiers.get("PatientID") or case_id
@@ -110,11 +121,12 @@ class CorrectionStore:
         try:
             digests = fill_case_folder(tmp, doc, loaded, engine)
             with store_lock(self.root, self.lock_timeout_s):
+                tail = self._writable()
                 if target.exists() or case_id in self._states():
                     raise InputError(f"case {case_id} already exists in {self.root}; choose another --case-id")
                 publish_folder(tmp, target)
                 files = {relative(self.root, target / name): digest for name, digest in digests.items()}
-                append_entries(self.root / LEDGER_FILE, [draft_entry(
+                self._append(tail, [draft_entry(
                     "case_added", case_id=case_id, reader=reader, engine_version=__version__, models=doc["models"],
                     details={"subject": stored_subject, "source_kind": doc["source_kind"],
                              "split": split_of_subject(self._salt, stored_subject, self._split),
@@ -145,6 +157,7 @@ class CorrectionStore:
         try:
             _write_correction_files(tmp, labels, grid, marks, edit_list, reader)
             with store_lock(self.root, self.lock_timeout_s):
+                tail = self._writable()
                 entries = read_ledger(self.root / LEDGER_FILE).entries
                 version = self._next_version(entries, case_id, reader, slug, folder)
                 record = {"case_id": case_id, "reader": reader, "version": version, "saved": utc_now(),
@@ -160,7 +173,7 @@ class CorrectionStore:
                 drafts += [draft_entry(str(e["kind"]), **common,
                                        details={**{k: v for k, v in e.items() if k != "kind"}, "version": version})
                            for e in edit_list]
-                append_entries(self.root / LEDGER_FILE, drafts)
+                self._append(tail, drafts)
         finally:
             discard_folder(tmp)
         return version
@@ -174,6 +187,7 @@ class CorrectionStore:
         if approved is not None and status != "approved":
             raise InputError("a correction to approve can only be given with status 'approved'")
         with store_lock(self.root, self.lock_timeout_s):
+            tail = self._writable()
             state = self._state(case_id)
             if status in ("approved", "corrected") and not state.records:
                 raise InputError(f"case {case_id} has no saved correction, so it cannot be {status}; save one first")
@@ -181,7 +195,7 @@ class CorrectionStore:
             if status == "approved":
                 rec = state.find((str(approved[0]), int(approved[1])) if approved else "latest")
                 chosen = {"reader": rec.reader, "version": rec.version}
-            append_entries(self.root / LEDGER_FILE, [draft_entry(
+            self._append(tail, [draft_entry(
                 "status_changed", case_id=case_id, reader=reader, engine_version=__version__, models=state.models,
                 details={"from": state.info.status, "to": status, "approved": chosen})])
 
@@ -235,6 +249,23 @@ class CorrectionStore:
         return verify_store(self.root)
 
     # -- internals -----------------------------------------------------------------------------------------
+    def _writable(self) -> LedgerTail:
+        """Under the store lock, before any write: remove stale leftovers of crashed saves (once per opened
+        store, named in `warnings`) and check the ledger against its anchor; `InputError` when it is damaged."""
+        if not self._tidied:
+            self._tidied = True
+            removed = remove_stale_partials(self.root)
+            if removed:
+                self.warnings.append(f"removed {len(removed)} leftover temporary folder(s) of interrupted saves: "
+                                     + ", ".join(removed))
+        return check_ledger(self.root / LEDGER_FILE, read_anchor(self.root))
+
+    def _append(self, tail: LedgerTail, drafts: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Append ``drafts`` after the checked ``tail`` and record the new anchor in ``store.json``."""
+        entries, anchor = append_entries(self.root / LEDGER_FILE, drafts, tail)
+        write_anchor(self.root, anchor)
+        return entries
+
     def _entries(self) -> list[dict[str, Any]]:
         """The ledger's entries, re-read only when the file changed (it only grows, so size and mtime tell)."""
         path = self.root / LEDGER_FILE

@@ -24,6 +24,7 @@ from ..contracts import LANDMARKS
 from ..models.dst import DepthSequenceTransformer, decode_slices, landmark_loss
 from ..models.inputs import window_channels
 from ..models.localiser import DEFAULT_LOCALISER_INPUT, localiser_input
+from ..models.output_folder import check_model_replaceable
 from ..models.registry import save_model
 from ..errors import InputError
 from ..progress import Progress, no_progress
@@ -172,7 +173,8 @@ def train_landmarks(data: Any, out_dir: str | Path, *, epochs: int = 150, batch:
                     device: Any = "auto", seed: int = 0, val_fraction: float = 0.1, val_every: int = 5,
                     progress: Progress = no_progress, phantom_options: dict[str, Any] | None = None,
                     val_data: Any = None, init: str | Path | None = None, name: str | None = None,
-                    version: str | None = None, resume: bool = False, **hp: Any) -> Path:
+                    version: str | None = None, resume: bool = False, overwrite: bool = True,
+                    **hp: Any) -> Path:
     """Train a DST landmark localiser and save it as a model folder at ``out_dir`` (returns its path).
 
     One epoch = every training case once (shuffled) in batches of ``batch``. ``val_data``: the validation cases;
@@ -183,18 +185,21 @@ def train_landmarks(data: Any, out_dir: str | Path, *, epochs: int = 150, batch:
     "monai" | "basic" | "none" (`iacseg.train.augment`). A checkpoint is kept in ``<out_dir>.checkpoint`` every
     ``checkpoint_every`` steps or each epoch; ``resume=True`` continues from it (`iacseg.train.checkpoint`).
     Under ``torchrun`` every rank runs the same steps on its own shuffles (DDP; effective batch = ``batch`` ×
-    world size); rank 0 validates and saves."""
+    world size); rank 0 validates and saves. ``out_dir`` is refused before any work when it is a non-empty folder
+    other than an earlier IACSeg model folder, which is replaced only with ``overwrite``
+    (`iacseg.models.output_folder`)."""
     cfg = {**LANDMARK_DEFAULTS, **hp, "epochs": epochs, "batch": batch, "lr": lr, "seed": seed,
            "val_fraction": val_fraction, "val_every": val_every}
     augment_settings(cfg, "landmarks"), interval(cfg["checkpoint_every"])  # refuse bad values before any work
+    check_model_replaceable(out_dir, overwrite)  # before any work: never a user's folder (see the docstring)
     with distributed_session(device) as ctx:
         return _fit(ctx, data, Path(out_dir), cfg, progress if ctx.is_main else no_progress, phantom_options,
-                    val_data, init, name, version, resume)
+                    val_data, init, name, version, resume, overwrite)
 
 
 def _fit(ctx: DistContext, data: Any, out_dir: Path, cfg: dict[str, Any], progress: Progress,
          phantom_options: dict[str, Any] | None, val_data: Any, init_dir: str | Path | None, name: str | None,
-         version: str | None, resume: bool) -> Path:
+         version: str | None, resume: bool, overwrite: bool = True) -> Path:
     epochs, batch, lr, seed, val_every = (cfg[k] for k in ("epochs", "batch", "lr", "seed", "val_every"))
     dev = ctx.device
     rng = seed_everything(seed)
@@ -320,7 +325,7 @@ def _fit(ctx: DistContext, data: Any, out_dir: Path, cfg: dict[str, Any], progre
                       "DST (Hou et al.): slice-wise 3D CNN encoder with stride (1, 2, 2), one token per native "
                       "slice, left-padding with attention mask, convolution-enhanced self-attention blocks, six "
                       "softmax distributions over slices trained with cross-entropy.")
-    path = save_model(out_dir, net.cpu(), config, card)
+    path = save_model(out_dir, net.cpu(), config, card, overwrite=overwrite)
     ckpt.remove()  # only once the model folder is in place
     barrier()
     return path

@@ -265,11 +265,15 @@ def pretrain_desd(data: Any, out_dir: str | Path, *, epochs: int = 20, steps_per
     `iacseg.train.regions`. ``patch``: view size (k, j, i voxels); ``batch``: cases' view pairs per step;
     ``lr``: peak AdamW learning rate (warm-up then cosine). Other keys of `DESD_DEFAULTS` may be given (features,
     strides, blocks of the U-Net — keep the segmenter's; head sizes; temperatures; momenta). Returns the model
-    folder path. Single process (under torchrun, run it on one rank only)."""
+    folder path. Single process (under torchrun, run it on one rank only). An existing non-empty ``out_dir`` that
+    is not an earlier IACSeg model folder is refused before any work (`iacseg.models.output_folder`)."""
     unknown = set(hp) - set(DESD_DEFAULTS)
     if unknown:
         raise TypeError(f"unknown DeSD hyper-parameters {sorted(unknown)}; known: {sorted(DESD_DEFAULTS)}")
     from ..models.loaded import as_device
+    from ..models.output_folder import check_model_replaceable
+
+    check_model_replaceable(out_dir, overwrite=True)  # before any work: only an earlier model folder is replaced
 
     cfg = {**DESD_DEFAULTS, **hp, "epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch": batch, "lr": lr,
            "seed": seed, "patch": tuple(hp.get("patch", DESD_DEFAULTS["patch"]))}

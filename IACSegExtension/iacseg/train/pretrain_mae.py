@@ -81,13 +81,17 @@ def pretrain_mae(data: Any, out_dir: str | Path, *, config: str = "S", patch: in
     ``data``: a folder of CTs or case folders, or any `iacseg.train.data.iter_cases` source (see
     `iacseg.train.regions`). ``roi_size``: training block (k, j, i voxels), a multiple of ``patch``. ``lr``: peak
     AdamW learning rate. Other keys of `MAE_DEFAULTS` (weight_decay, flip_lr, norm_pix_loss) may be given.
-    Returns the model folder path; its metrics hold the final loss (mean of the last epoch)."""
+    Returns the model folder path; its metrics hold the final loss (mean of the last epoch). An existing non-empty
+    ``out_dir`` that is not an earlier IACSeg model folder is refused before any work."""
     unknown = set(hp) - set(MAE_DEFAULTS)
     if unknown:
         raise TypeError(f"unknown MAE hyper-parameters {sorted(unknown)}; known: {sorted(MAE_DEFAULTS)}")
     roi_size = tuple(int(s) for s in roi_size)
     _check(config, int(patch), roi_size, float(mask_ratio))
+    from ..models.output_folder import check_model_replaceable
     from ..preprocess.device import as_device
+
+    check_model_replaceable(out_dir, overwrite=True)  # before any work: only an earlier model folder is replaced
 
     cfg = {**MAE_DEFAULTS, **hp, "config": config, "patch": int(patch), "roi_size": roi_size, "epochs": epochs,
            "steps_per_epoch": steps_per_epoch, "batch": batch, "lr": lr, "mask_ratio": float(mask_ratio),

@@ -26,6 +26,7 @@ from ..contracts import CALCIUM_HU
 from ..errors import InputError
 from ..progress import Progress, no_progress
 from ..models.postprocess import calcium_mask
+from ..models.output_folder import check_model_replaceable
 from ..models.registry import save_model
 from ..models.segmenter import DEFAULT_SEGMENTER_INPUT, expand_box, segmenter_input
 from ..models.sliding import fit_window, sliding_window_proba
@@ -224,7 +225,8 @@ def train_segmenter(data: Any, out_dir: str | Path, *, epochs: int = 60, steps_p
                     seed: int = 0, val_fraction: float = 0.1, val_every: int = 10,
                     progress: Progress = no_progress, phantom_options: dict[str, Any] | None = None,
                     val_data: Any = None, init: str | Path | None = None, name: str | None = None,
-                    version: str | None = None, resume: bool = False, **hp: Any) -> Path:
+                    version: str | None = None, resume: bool = False, overwrite: bool = True,
+                    **hp: Any) -> Path:
     """Train a calcification segmenter and save it as a model folder at ``out_dir``.
 
     ``data``: see `iacseg.train.data`. ``patch`` (k, j, i voxels) is also the inference window (a multiple of the
@@ -242,18 +244,21 @@ def train_segmenter(data: Any, out_dir: str | Path, *, epochs: int = 60, steps_p
     (`iacseg.train.augment`). A checkpoint is kept in ``<out_dir>.checkpoint`` every ``checkpoint_every`` steps or
     each epoch ("epoch"); ``resume=True`` continues from it (`iacseg.train.checkpoint`). Under ``torchrun`` the
     ranks train one model with DDP (`iacseg.train.distributed`; effective batch = ``batch`` × world size); rank 0
-    validates and saves. Returns the model folder path (on every rank)."""
+    validates and saves. ``out_dir`` is refused before any work when it is a non-empty folder other than an
+    earlier IACSeg model folder, which is replaced only with ``overwrite`` (`iacseg.models.output_folder`).
+    Returns the model folder path (on every rank)."""
     cfg = {**SEGMENTER_DEFAULTS, **hp, "epochs": epochs, "steps_per_epoch": steps_per_epoch, "patch": tuple(patch),
            "batch": batch, "lr": lr, "seed": seed, "val_fraction": val_fraction, "val_every": val_every}
     augment_settings(cfg, "segmenter"), interval(cfg["checkpoint_every"])  # refuse bad values before any work
+    check_model_replaceable(out_dir, overwrite)  # before any work: never a user's folder (see the docstring)
     with distributed_session(device) as ctx:
         return _fit(ctx, data, Path(out_dir), cfg, progress if ctx.is_main else no_progress, phantom_options,
-                    val_data, init, name, version, resume)
+                    val_data, init, name, version, resume, overwrite)
 
 
 def _fit(ctx: DistContext, data: Any, out_dir: Path, cfg: dict[str, Any], progress: Progress,
          phantom_options: dict[str, Any] | None, val_data: Any, init_dir: str | Path | None, name: str | None,
-         version: str | None, resume: bool) -> Path:
+         version: str | None, resume: bool, overwrite: bool = True) -> Path:
     epochs, steps_per_epoch, batch, lr, seed = (cfg[k] for k in ("epochs", "steps_per_epoch", "batch", "lr", "seed"))
     val_every = cfg["val_every"]
     dev = ctx.device
@@ -381,7 +386,7 @@ def _fit(ctx: DistContext, data: Any, out_dir: Path, cfg: dict[str, Any], progre
                       "Probability of intracranial ICA calcification per voxel inside the ICA region of an axial "
                       "non-contrast head CT; thresholded at the calibrated threshold, ≥ 130 HU, single voxels "
                       "removed.", method)
-    path = save_model(out_dir, net.cpu(), config, card)
+    path = save_model(out_dir, net.cpu(), config, card, overwrite=overwrite)
     ckpt.remove()  # only once the model folder is in place
     barrier()
     return path

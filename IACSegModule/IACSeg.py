@@ -6,6 +6,7 @@ review, corrections, scene); this file wires it to Slicer (module, parameter nod
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -41,6 +42,18 @@ class IACSeg(ScriptedLoadableModule):
                                 "maps it to ICA segments with six landmarks and measures it. Demo models are "
                                 "trained on synthetic phantoms only: not for clinical use.")
         self.parent.acknowledgementText = "Built on the iacseg engine (see the extension's README)."
+        from IACSegLib import color_table, slicer_version
+
+        problem = slicer_version.unsupported_message(slicer.app)  # one clear message on Slicer < 5.12
+        if problem:
+            import logging
+
+            logging.error(problem)
+            self.parent.helpText = f"<b>{problem}</b><br><br>{self.parent.helpText}"
+        table = color_table.color_table_path(MODULE_DIR)  # the label map's colour table, once Slicer has started
+        if table is not None:
+            slicer.app.connect("startupCompleted()",
+                               lambda: color_table.register_color_table(slicer.mrmlScene, table))
 
 
 @parameterNodeWrapper
@@ -78,6 +91,7 @@ class IACSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def cleanup(self) -> None:
         self.logic.cancel()
+        self.widgets.cleanup()  # the landmark points' observers
         self.removeObservers()
 
     def enter(self) -> None:
@@ -138,18 +152,20 @@ class IACSegLogic(ScriptedLoadableModuleLogic):
         return IACSegParameterNode(super().getParameterNode())
 
     def ensureDependencies(self, interactive: bool) -> None:
-        """Install the engine's requirements once; asks only in the GUI, never with --no-main-window."""
-        import importlib.util
-
+        """Install the engine's requirements once: torch from the PyTorch extension first, then the rest
+        (`engine.ensure_dependencies`); nothing in testing mode; asks only in the GUI, never with --no-main-window."""
         import slicer.packaging
 
-        ask = interactive and not slicer.app.commandOptions().noMainWindow
-        requirements = slicer.packaging.load_requirements(str(MODULE_DIR / "Resources" / "requirements.txt"))
-        slicer.packaging.pip_ensure(requirements, prompt_install=ask, requester="IACSeg", skip_in_testing=False)
-        if importlib.util.find_spec("torch") is None:  # never imported here: the engine process uses it
-            import PyTorchUtils
+        def installTorch(ask, requirement):
+            import PyTorchUtils  # the PyTorch extension (IACSeg's EXTENSION_DEPENDS)
 
-            PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=ask, torchVersionRequirement=">=2.2")
+            return PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=ask,
+                                                                 torchVersionRequirement=requirement)
+
+        requirements = slicer.packaging.load_requirements(str(MODULE_DIR / "Resources" / "requirements.txt"))
+        engine.ensure_dependencies(requirements, testing=slicer.app.testingEnabled(),
+                                   ask=interactive and not slicer.app.commandOptions().noMainWindow,
+                                   install_torch=installTorch, pip_ensure=slicer.packaging.pip_ensure)
         if not engine.make_engine_importable(MODULE_DIR):
             raise RuntimeError("the iacseg engine is not installed; reinstall the IACSeg extension")
 
@@ -164,55 +180,84 @@ class IACSegLogic(ScriptedLoadableModuleLogic):
     def _command(self, params) -> tuple[list[str], dict]:
         return engine_command(engine.python_executable(), params.as_arg_list()), engine.child_environment(MODULE_DIR)
 
-    def startSegment(self, params, volumeNode, onProgress, onFinished) -> None:
-        """Run the engine in the background; ``onFinished(None | ended process)`` after the result is shown."""
-        def finished(state: ProcessState) -> None:
-            if state is ProcessState.FINISHED:
-                self.showResult(params.output_dir, volumeNode)
-            if not state.is_active:
-                onFinished(None if state is ProcessState.FINISHED else self.process)
+    def _checkIdle(self) -> None:
+        if self.process is not None and self.process.state.is_active:
+            raise RuntimeError("an engine run is already in progress; cancel it or wait for it to end")
 
-        self.inputPath = params.input_path
-        self.process = EngineProcess(self.launcher or SlicerLauncher(), on_progress=onProgress, on_state=finished)
-        self.process.start(*self._command(params))
+    def startSegment(self, params, volumeNode, onProgress, onFinished) -> None:
+        """Run the engine in the background; ``onFinished(None | ended process)`` after the result is shown. A
+        result Slicer cannot show ends the run as failed (``error_message`` says why). Until a new result is shown,
+        the previous one, its review session and its input stay as they were."""
+        def finished(state: ProcessState) -> None:
+            if state.is_active:
+                return
+            if state is ProcessState.FINISHED:
+                try:
+                    self.showResult(params.output_dir, volumeNode, params.input_path)
+                except Exception as exc:  # noqa: BLE001 — called from the event loop: say it, never lose it
+                    logging.exception("IACSeg could not show the result")
+                    process.state = ProcessState.FAILED
+                    process.error_message = f"the engine finished but Slicer could not show its result: {exc}"
+                    onFinished(process)
+                    return
+            onFinished(None if state is ProcessState.FINISHED else process)
+
+        self._checkIdle()
+        process = EngineProcess(self.launcher or SlicerLauncher(), on_progress=onProgress, on_state=finished)
+        self.process = process
+        process.start(*self._command(params))
 
     def segmentBlocking(self, params, volumeNode):
         """Scripts and tests: run the engine, wait, show the result; raises `EngineError` on failure."""
-        self.inputPath = params.input_path
+        self._checkIdle()
         self.process = EngineProcess(SubprocessLauncher(startup_environment()))
         self.process.run(*self._command(params))
-        return self.showResult(params.output_dir, volumeNode)
+        return self.showResult(params.output_dir, volumeNode, params.input_path)
 
     def cancel(self) -> None:
         if self.process is not None:
             self.process.cancel()
 
-    def showResult(self, folder, volumeNode):
+    def showResult(self, folder, volumeNode, inputPath=None):
+        """Load an engine output folder as the result under review (``inputPath``: the CT file the engine read).
+        All or nothing: on an error the nodes already added are removed and the previous result stays; on success
+        the previous result's landmark planes are removed (its segmentation and landmarks stay in the scene)."""
         from IACSegLib import scene
         from IACSegLib.results import load_case_result
         from IACSegLib.review import ReviewSession
 
-        self.result = load_case_result(folder)
-        self.segmentationNode = scene.show_segmentation(self.result, volumeNode)
-        self.markupsNode = scene.show_landmarks(self.result, volumeNode)
-        self.planes = scene.landmark_planes(self.result.landmarks, volumeNode)
-        self.volumeNode, self.storeCaseId = volumeNode, None
-        self.session = ReviewSession(self.result.labels, self.result.grid, self.result.plane, self.result.landmarks,
-                                     reader=slicer.util.settingsValue(SETTINGS_READER, ""))
+        result = load_case_result(folder)
+        added = []
+        try:
+            segmentationNode = scene.show_segmentation(result, volumeNode)
+            added.append(segmentationNode)
+            markupsNode = scene.show_landmarks(result, volumeNode)
+            added.append(markupsNode)
+            planes = scene.landmark_planes(result.landmarks, volumeNode)
+            added += planes.values()
+            session = ReviewSession(result.labels, result.grid, result.plane, result.landmarks,
+                                    reader=slicer.util.settingsValue(SETTINGS_READER, ""))
+        except BaseException:
+            for node in added:
+                if node.GetScene() is not None:
+                    node.GetScene().RemoveNode(node)
+            raise
+        for node in self.planes.values():  # the previous review's planes: their landmarks are no longer edited
+            if node.GetScene() is not None:
+                node.GetScene().RemoveNode(node)
+        self.result, self.session, self.volumeNode, self.inputPath = result, session, volumeNode, inputPath
+        self.segmentationNode, self.markupsNode, self.planes = segmentationNode, markupsNode, planes
+        self.storeCaseId = None
         return self.result
 
     def applyCorrection(self, correct) -> int:
-        """Run ``correct(session)`` (a landmark move or lesion edit), then update segments, points and planes."""
+        """Run ``correct(session)`` (a landmark move or lesion edit), then update only the changed voxels of the
+        changed segments, the moved points and their planes; returns how many voxels changed label."""
         from IACSegLib import scene
 
-        before = self.session.labels
-        result = correct(self.session)
-        changed = before != self.session.labels
-        values = set(before[changed].tolist()) | set(self.session.labels[changed].tolist())
-        scene.update_segments(self.segmentationNode, self.volumeNode, self.session.labels, values - {0})
-        scene.set_landmark_points(self.markupsNode, self.session.landmarks)
-        self.planes = scene.landmark_planes(self.session.landmarks, self.volumeNode, self.planes)
-        return getattr(result, "changed_voxels", int(changed.sum()))
+        _, self.planes = scene.apply_correction(self.session, correct, self.segmentationNode, self.volumeNode,
+                                                self.markupsNode, self.planes)
+        return self.session.last_change.count
 
     def saveCorrection(self, reader: str):
         """Save the session's new edits in the corrections store (settings); returns a `SavedCorrection`."""
@@ -230,9 +275,11 @@ class IACSegLogic(ScriptedLoadableModuleLogic):
 
     def startTraining(self, params: TrainParameters, onProgress, onFinished) -> None:
         params.validate()
-        self.process = EngineProcess(self.launcher or SlicerLauncher(), TRAIN_STAGE_WEIGHTS, on_progress=onProgress,
-                                     on_state=lambda s: None if s.is_active else onFinished(self.process))
-        self.process.start(*self._command(params))
+        self._checkIdle()
+        process = EngineProcess(self.launcher or SlicerLauncher(), TRAIN_STAGE_WEIGHTS, on_progress=onProgress,
+                                on_state=lambda s: None if s.is_active else onFinished(process))
+        self.process = process
+        process.start(*self._command(params))
 
 
 class IACSegTest(ScriptedLoadableModuleTest):
@@ -243,6 +290,14 @@ class IACSegTest(ScriptedLoadableModuleTest):
 
     def runTest(self):
         self.setUp()
+        import slicer.packaging
+
+        requirements = slicer.packaging.load_requirements(str(MODULE_DIR / "Resources" / "requirements.txt"))
+        missing = engine.missing_distributions(requirements)
+        if missing and slicer.app.testingEnabled():  # e.g. the extension build machines: nothing is installed there
+            self.delayDisplay(f"IACSeg self-test skipped: the engine's requirements are not installed here "
+                              f"({', '.join(missing)}); open the module and click Segment once to install them")
+            return
         self.test_segment_and_correct()
 
     def test_segment_and_correct(self):
@@ -277,8 +332,20 @@ class IACSegTest(ScriptedLoadableModuleTest):
         self.assertTrue((logic.session.labels != result.labels).any())
         from iacseg.store import CorrectionStore
 
-        qt.QSettings().setValue(SETTINGS_CORRECTIONS, str(work / "store"))
-        saved = logic.saveCorrection("IACSeg self-test")
+        settings = qt.QSettings()  # the reader's own corrections folder is set back afterwards
+        hadStore, userStore = settings.contains(SETTINGS_CORRECTIONS), settings.value(SETTINGS_CORRECTIONS)
+        settings.setValue(SETTINGS_CORRECTIONS, str(work / "store"))
+        try:
+            saved = logic.saveCorrection("IACSeg self-test")
+        finally:
+            if hadStore:
+                settings.setValue(SETTINGS_CORRECTIONS, userStore)
+            else:
+                settings.remove(SETTINGS_CORRECTIONS)
         self.assertEqual(saved.version, 1)
         self.assertTrue(CorrectionStore.open(work / "store").verify().ok)
+        import shutil
+
+        for folder in (work, Path(logic.result.folder).parent):  # phantom, store, exported CT and result
+            shutil.rmtree(folder, ignore_errors=True)
         self.delayDisplay("IACSeg self-test passed")

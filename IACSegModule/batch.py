@@ -5,8 +5,9 @@
 
 Each case gets RESULTS/<case>/ with the engine's contract files, plus slicer_calcifications.seg.nrrd and
 slicer_landmarks.mrk.json saved by Slicer. Progress is printed, each case with its QC status (ok, review,
-unusable), and a summary line counts them; the exit code is 0 when every case succeeded, 1 when a case failed,
-2 for unusable arguments.
+unusable), and a summary line counts them; the exit code is 0 when every case succeeded, 1 when a case failed
+(or the run stopped on an unexpected error, printed), 2 for unusable arguments or inputs. Slicer always exits at the
+end: ``--python-script`` alone would leave it running after an uncaught error.
 """
 
 import sys
@@ -24,7 +25,12 @@ for candidate in (MODULE_DIR, MODULE_DIR.parent):  # source tree: beside IACSeg.
 def main(argv) -> int:
     from IACSeg import MODULE_DIR as IACSEG_DIR
     from IACSeg import IACSegLogic
-    from IACSegLib import batch, engine, scene
+    from IACSegLib import engine
+
+    if not engine.make_engine_importable(IACSEG_DIR):  # the bundled engine is not on sys.path until asked
+        print("batch.py: error: the iacseg engine is not installed; reinstall the IACSeg extension", file=sys.stderr)
+        return 1
+    from IACSegLib import batch, scene
     from IACSegLib.parameters import ParameterError
     from IACSegLib.process import EngineProcess, SubprocessLauncher
     from IACSegLib.slicer_launcher import startup_environment
@@ -41,19 +47,42 @@ def main(argv) -> int:
         """Show the case as the GUI does, save Slicer's own files, then clear the scene for the next case."""
         if not options.slicer_files:
             return
-        # The label map is on the grid the engine used (a DICOM folder or tilted series is resampled).
-        volume = slicer.util.loadVolume(str(case.input if case.input.is_file() else result.labels_file))
-        logic.showResult(result.folder, volume)
-        scene.save_slicer_files(logic.segmentationNode, logic.markupsNode, result.folder)
-        slicer.mrmlScene.Clear()
+        try:
+            # The label map is on the grid the engine used (a DICOM folder or tilted series is resampled).
+            volume = slicer.util.loadVolume(str(case.input if case.input.is_file() else result.labels_file))
+            logic.showResult(result.folder, volume)
+            scene.save_slicer_files(logic.segmentationNode, logic.markupsNode, result.folder)
+        finally:  # also after a failed case: the next one starts from an empty scene
+            slicer.mrmlScene.Clear()
 
     environment = startup_environment()
-    outcomes = batch.run_batch(options, lambda: EngineProcess(SubprocessLauncher(environment)),
-                               engine.python_executable(), engine.child_environment(IACSEG_DIR), on_loaded,
-                               log=lambda line: print(line, flush=True))
+    try:
+        outcomes = batch.run_batch(options, lambda: EngineProcess(SubprocessLauncher(environment)),
+                                   engine.python_executable(), engine.child_environment(IACSEG_DIR), on_loaded,
+                                   log=lambda line: print(line, flush=True))
+    except ParameterError as exc:  # the input changed since it was checked, or the output cannot be made
+        print(f"batch.py: error: {exc}", file=sys.stderr)
+        return 2
     print(batch.summary_text(outcomes), flush=True)
     return batch.exit_code(outcomes)
 
 
+def exit_code_of(main, argv) -> int:
+    """``main(argv)``'s exit code whatever happens: `SystemExit` gives its code (argparse: 2 for a usage error, 0 for
+    ``--help``); any other error is printed with its traceback and gives 1. Slicer's ``--python-script`` does not exit
+    by itself (an uncaught error is printed and Slicer keeps running), so the script must always reach
+    ``slicer.util.exit``. Needs nothing but the standard library (the engine may not be importable)."""
+    import traceback
+
+    try:
+        return int(main(argv))
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    except BaseException:  # noqa: BLE001 — anything else still ends the run
+        traceback.print_exc()
+        print("batch.py: error: the batch stopped on the unexpected error above", file=sys.stderr, flush=True)
+        return 1
+
+
 if __name__ == "__main__":  # Slicer's --python-script runs this file in __main__; never on a module scan
-    slicer.util.exit(main(sys.argv[1:]))
+    slicer.util.exit(exit_code_of(main, sys.argv[1:]))  # always: Slicer would keep running otherwise

@@ -141,11 +141,13 @@ def test_report_csv_has_one_row_per_segment_and_a_total() -> None:
 def test_resource_files_agree_with_the_contracts() -> None:
     assert (RESOURCES / terminology.COLOR_TABLE_FILE).read_text() == terminology.color_table_text()
     assert (RESOURCES / terminology.TERMINOLOGY_FILE).read_text() == terminology.terminology_text()
-    entries = [line.split() for line in terminology.color_table_text().splitlines() if not line.startswith("#")]
-    assert entries[0][:2] == ["0", "background"]
-    for value, name, r, g, b, a in entries[1:]:
-        assert SEGMENTS[int(value)] == name
-        assert (int(r), int(g), int(b)) == tuple(round(c * 255) for c in SEGMENT_COLORS[int(value)]) and a == "255"
+    entries = list(csv.DictReader(io.StringIO(terminology.color_table_text())))
+    assert (entries[0]["LabelValue"], entries[0]["Name"], entries[0]["Color_A"]) == ("0", "background", "0")
+    for row in entries[1:]:
+        value = int(row["LabelValue"])
+        assert SEGMENTS[value] == row["Name"] == row["TypeModifier_CodeValue"]
+        assert (int(row["Color_R"]), int(row["Color_G"]), int(row["Color_B"])) == \
+            tuple(round(c * 255) for c in SEGMENT_COLORS[value]) and row["Color_A"] == "255"
     modifiers = json.loads((RESOURCES / terminology.TERMINOLOGY_FILE).read_text())[
         "SegmentationCodes"]["Category"][0]["Type"][0]["Modifier"]
     assert {m["3dSlicerIntegerLabel"]: m["CodeValue"] for m in modifiers} == SEGMENTS

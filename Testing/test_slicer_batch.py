@@ -18,6 +18,7 @@ from IACSegLib.process import EngineProcess  # noqa: E402
 
 def test_arguments_after_slicers_double_dash(tmp_path: Path) -> None:
     (tmp_path / "cases").mkdir()
+    fake.write_fake_ct(tmp_path / "cases" / "a.nii.gz")  # a folder without cases is refused
     options = parse_batch_args(["--", "--input", str(tmp_path / "cases"), "--output", str(tmp_path / "out"),
                                 "--model", "m1", "--device", "cpu", "--threshold", "0.3"])
     assert (options.input, options.output, options.model, options.device, options.threshold) == \
@@ -84,6 +85,38 @@ def test_batch_runs_every_case_and_reports_failures(tmp_path: Path) -> None:
     again = run_batch(options, make_process, "PythonSlicer", log=lines.append)
     assert [o.status for o in again] == ["skipped", "failed"]
     assert summary_text(again) == "IACSeg batch: 0 done, 1 skipped, 1 failed"
+
+
+def test_any_error_of_one_case_fails_that_case_only(tmp_path: Path) -> None:
+    """Slicer's loaders raise RuntimeError; anything else fails the case too, named by its type; the batch goes on."""
+    cases = tmp_path / "cases"
+    for name in ("case_a", "case_a2"):
+        (cases / name).mkdir(parents=True)
+        fake.write_fake_ct(cases / name / "ct.nii.gz")
+    options = parse_batch_args(["--input", str(cases), "--output", str(tmp_path / "out")])
+    errors = iter([RuntimeError("Failed to load node from file: x.seg.nrrd"), ValueError("odd spacing")])
+
+    def on_loaded(case, result) -> None:
+        raise next(errors)
+
+    outcomes = run_batch(options, lambda: EngineProcess(FakeEngineLauncher()), "PythonSlicer", on_loaded=on_loaded,
+                         log=lambda line: None)
+    assert [(o.name, o.status, o.error) for o in outcomes] == [
+        ("case_a", "failed", "Failed to load node from file: x.seg.nrrd"),
+        ("case_a2", "failed", "ValueError: odd spacing")]
+    assert exit_code(outcomes) == 1
+
+
+def test_a_folder_without_usable_cases_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ParameterError, match="contains no CT files or case folders"):
+        parse_batch_args(["--input", str(tmp_path / "empty"), "--output", str(tmp_path / "out")])
+    (tmp_path / "twins").mkdir()
+    for name in ("a.nii.gz", "a.nrrd"):
+        fake.write_fake_ct(tmp_path / "twins" / name)
+    with pytest.raises(ParameterError, match=r"same case name \(a\)"):
+        parse_batch_args(["--input", str(tmp_path / "twins"), "--output", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
 
 
 def test_summary_counts_qc_statuses_of_the_cases_done() -> None:

@@ -1,9 +1,10 @@
 """Landmark correction in the Slicer module: time of one `ReviewSession.move_landmark` (target ≤ 100 ms).
 
 A 512×512×300 grid (0.45 × 0.45 × 0.6 mm, axial LPS) with a sparse calcification label map (a few thousand
-voxels along both ICAs). Each repeat moves a landmark up or down by one slice, which re-runs the engine's
-mapping (`iacseg.relabel.relabel_arrays`) in-process and counts the voxels that changed label. Prints the
-median of the whole correction and of `relabel_arrays` alone. No pytest needed:
+voxels along both ICAs). Each repeat moves a landmark up or down by a few slices, which re-runs the engine's
+mapping rule on the calcified voxels only and counts the voxels that changed label. Prints the median of the
+whole correction and of the whole-grid `iacseg.relabel.relabel_arrays` (what it re-ran before). The module's
+correction end to end (segments and tables in a real MRML scene) is `slicer_correction.py`. No pytest needed:
 
     .venv/bin/python benchmarks/bench_relabel_slicer.py [--repeats 9] [--voxels 4000]
 """

@@ -4,7 +4,8 @@ Same code path as the Segment button: `SegmentParameters` → `EngineProcess.run
 process, blocking) → `load_case_result` → an optional ``on_loaded`` callback (in Slicer: show the nodes and
 save ``.seg.nrrd``/``.mrk.json`` through Slicer). Cases are found by the engine's own `discover_cases`. It writes
 no table of its own (each case's ``report.json``/``report.csv`` are the engine's); the log line of each case and
-the summary carry the case's QC status.
+the summary carry the case's QC status. A case that fails for any reason (the engine, or Slicer not loading or saving
+its files) is logged and the batch goes on; unusable arguments or inputs are a `ParameterError` before any case runs.
 """
 
 from __future__ import annotations
@@ -77,7 +78,22 @@ def parse_batch_args(argv: Sequence[str]) -> BatchOptions:
         raise ParameterError(str(exc)) from None
     SegmentParameters(options.input, options.output, options.model, options.landmark_model, options.device,
                       options.threshold).validate()
+    find_cases(options)  # an empty folder or two cases of one name: refused now, before anything runs
     return options
+
+
+def find_cases(options: BatchOptions) -> list[BatchCase]:
+    """The cases of ``options.input`` (the engine's `discover_cases`); `ParameterError` when there are none or two
+    share a name."""
+    try:
+        return discover_cases([options.input])
+    except IACSegError as exc:
+        raise ParameterError(str(exc)) from None
+
+
+#: Failures of a case whose message is the whole story: the engine's, bad files, and Slicer's loaders, which raise
+#: RuntimeError("Failed to load node from file: …"). Any other error fails the case too, named by its type.
+EXPECTED_CASE_ERRORS = (EngineError, IACSegError, ParameterError, OSError, RuntimeError)
 
 
 @dataclass
@@ -93,9 +109,14 @@ def run_batch(options: BatchOptions, make_process: Callable[[], EngineProcess], 
               env_update: Mapping[str, str] | None = None,
               on_loaded: Callable[[BatchCase, CaseResult], None] | None = None,
               log: Callable[[str], None] = print) -> list[CaseOutcome]:
-    """Segment every case of ``options.input``; a failed case is logged and the batch goes on."""
-    cases = discover_cases([options.input])
-    options.output.mkdir(parents=True, exist_ok=True)
+    """Segment every case of ``options.input``; a failed case is logged and the batch goes on. `ParameterError`
+    (nothing run) when the input has no usable cases or the output folder cannot be made."""
+    cases = find_cases(options)
+    try:
+        options.output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ParameterError(f"the batch output {options.output} cannot be created ({exc}); give another folder") \
+            from None
     outcomes: list[CaseOutcome] = []
     for number, case in enumerate(cases, start=1):
         params = options.case_parameters(case)
@@ -120,9 +141,10 @@ def run_batch(options: BatchOptions, make_process: Callable[[], EngineProcess], 
             result = load_case_result(params.output_dir)
             if on_loaded is not None:
                 on_loaded(case, result)
-        except (EngineError, IACSegError, ParameterError, OSError) as exc:
-            log(f"{prefix} failed: {exc}")
-            outcomes.append(CaseOutcome(case.name, "failed", time.monotonic() - t0, str(exc)))
+        except Exception as exc:  # noqa: BLE001 — one case's failure (engine, Slicer's loaders' RuntimeError…)
+            error = str(exc) if isinstance(exc, EXPECTED_CASE_ERRORS) else f"{type(exc).__name__}: {exc}"
+            log(f"{prefix} failed: {error}")
+            outcomes.append(CaseOutcome(case.name, "failed", time.monotonic() - t0, error))
             continue
         seconds = time.monotonic() - t0
         qc, total = read_qc(result.report), measure_rows(result.report)[-1]

@@ -60,7 +60,7 @@ class FakeWidget:
         self.rows = n
 
     def setItem(self, row: int, column: int, item) -> None:
-        self.cells[row, column] = item.text
+        self.cells[row, column] = item.text() if callable(item.text) else item.text  # Qt's item or the stand-in
 
     def currentRow(self) -> int:
         return -1
@@ -106,7 +106,9 @@ def _slicer_module(errors: list[str]) -> types.ModuleType:
         errorDisplay=lambda message, **kw: errors.append(str(message)),
         arrayFromVolume=lambda node: node.array,
         tryWithErrorDisplay=try_with_error_display)
-    slicer.vtkMRMLMarkupsNode = types.SimpleNamespace(PointEndInteractionEvent="PointEndInteractionEvent")
+    slicer.vtkMRMLMarkupsNode = types.SimpleNamespace(PointStartInteractionEvent="PointStartInteractionEvent",
+                                                      PointEndInteractionEvent="PointEndInteractionEvent",
+                                                      PointModifiedEvent="PointModifiedEvent")
     slicer.modules = types.SimpleNamespace(markups=types.SimpleNamespace(
         logic=lambda: types.SimpleNamespace(JumpSlicesToLocation=lambda *a: None)))
     slicer.errors = errors  # what the error dialogs said (not a Slicer name: for the tests)
@@ -132,6 +134,15 @@ class FakeNode:
     def AddObserver(self, event, callback) -> int:
         self.observers.append((event, callback))
         return len(self.observers)
+
+    def RemoveObserver(self, tag: int) -> None:
+        self.observers[tag - 1] = (None, None)
+
+    def GetNumberOfControlPoints(self) -> int:  # as a markups node: none (the panel tests' nodes hold no points)
+        return 0
+
+    def GetName(self) -> str:
+        return "fake node"
 
 
 class FakeLogic:

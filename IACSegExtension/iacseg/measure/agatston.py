@@ -48,11 +48,13 @@ def agatston_by_label(labels: np.ndarray, hu: np.ndarray, spacing: tuple[float, 
     out = np.zeros(n_labels + 1, dtype=np.float64)
     if n == 0:
         return out
-    index = np.arange(1, n + 1)
-    peak = np.asarray(ndimage.maximum(np.asarray(hu, dtype=np.float64), components, index))
     in_lesion = components > 0
-    counts = np.bincount(components[in_lesion].astype(np.int64) * (n_labels + 1)
-                         + labels[in_lesion].astype(np.int64), minlength=(n + 1) * (n_labels + 1))
+    lesion = components[in_lesion].astype(np.int64)
+    peak = np.full(n + 1, -np.inf)  # per lesion over its pixels only (ndimage.maximum sorts the whole array)
+    np.maximum.at(peak, lesion, np.asarray(hu)[in_lesion].astype(np.float64))
+    peak = peak[1:]
+    counts = np.bincount(lesion * (n_labels + 1) + labels[in_lesion].astype(np.int64),
+                         minlength=(n + 1) * (n_labels + 1))
     counts = counts.reshape(n + 1, n_labels + 1)[1:]  # [lesion, label] pixel counts
     pixel_area = si * sj
     area = counts.sum(axis=1) * pixel_area

@@ -1,6 +1,6 @@
 """Standard codes, colours and the Slicer resource files (colour table, terminology context) of the 8 segments.
 
-Everything is generated from `iacseg.contracts` so the seg.nrrd, ``Resources/IACSegColors.ctbl`` and
+Everything is generated from `iacseg.contracts` so the seg.nrrd, ``Resources/IACSegColors.csv`` and
 ``Resources/IACSeg-terminology.json`` can never disagree. Regenerate the resource files with::
 
     python -m iacseg.outputs.terminology Resources/
@@ -9,10 +9,17 @@ Codes (SNOMED CT): category 49755003 "Morphologically Altered Structure", type 1
 anatomic region 86117002 "Internal carotid artery" with laterality 7771000 "Left" / 24028007 "Right". The ICA
 part (cervical … supraclinoid) is a type modifier in the private coding scheme ``99IACSEG`` (DICOM reserves
 designators starting with "99" for private schemes), its code value being the contract segment name.
+
+The colour table is a Slicer CSV colour table (``.csv``: ``LabelValue,Name,Color_R..A`` and the terminology
+columns of ``vtkMRMLColorTableStorageNode``), not a ``.ctbl``: Slicer's ``.ctbl`` reader turns every ``_`` of a
+name into a space (``L_cervical`` would load as ``L cervical``), the CSV reader keeps names as written and
+carries each label's terminology, so a label map imported with it gets the seg.nrrd's names and codes.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import sys
 from pathlib import Path
@@ -23,7 +30,7 @@ from .atomic import write_text_atomic
 
 CONTEXT_NAME = "Segmentation category and type - IACSeg ICA calcification"
 ANATOMIC_CONTEXT_NAME = "Anatomic codes - DICOM master list"
-COLOR_TABLE_FILE = "IACSegColors.ctbl"
+COLOR_TABLE_FILE = "IACSegColors.csv"
 TERMINOLOGY_FILE = "IACSeg-terminology.json"
 PRIVATE_SCHEME = "99IACSEG"
 TERMINOLOGY_SCHEMA = "https://raw.githubusercontent.com/qiicr/dcmqi/master/doc/schemas/segment-context-schema.json#"
@@ -60,14 +67,27 @@ def segment_terminology(value: int) -> dict[str, Any]:
     }
 
 
+# Column names of Slicer's CSV colour table (vtkMRMLColorTableStorageNode: LabelValue, Name, Color_R/G/B/A and
+# <Entry>_CodingScheme/_CodeValue/_CodeMeaning for Category, Type, TypeModifier, Region, RegionModifier).
+COLOR_TABLE_TERMINOLOGY_ENTRIES = ("Category", "Type", "TypeModifier", "Region", "RegionModifier")
+COLOR_TABLE_COLUMNS = (["LabelValue", "Name", "Color_R", "Color_G", "Color_B", "Color_A"]
+                       + [f"{entry}_{part}" for entry in COLOR_TABLE_TERMINOLOGY_ENTRIES
+                          for part in ("CodingScheme", "CodeValue", "CodeMeaning")])
+
+
 def color_table_text() -> str:
-    """Slicer colour table (.ctbl): ``value name r g b a`` with 0..255 components; 0 is the background."""
-    lines = ["# IACSeg ICA calcification segments (generated from iacseg.contracts; do not edit)",
-             f"# Number of colors: {len(SEGMENTS) + 1}", "0 background 0 0 0 0"]
+    """Slicer CSV colour table: label value, name (underscores kept), 0..255 RGBA and the terminology of each
+    segment (category, type, ICA-part type modifier, region, laterality); 0 is the transparent background."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLOR_TABLE_COLUMNS)
+    writer.writerow([0, "background", 0, 0, 0, 0] + [""] * 15)
     for value, name in sorted(SEGMENTS.items()):
-        r, g, b = rgb255(value)
-        lines.append(f"{value} {name} {r} {g} {b} 255")
-    return "\n".join(lines) + "\n"
+        term = segment_terminology(value)
+        codes = [term["category"], term["type"], term["typeModifier"], term["anatomicRegion"],
+                 term["anatomicRegionModifier"]]
+        writer.writerow([value, name, *rgb255(value), 255] + [part for code in codes for part in code])
+    return out.getvalue()
 
 
 def _code(code: tuple[str, str, str]) -> dict[str, str]:

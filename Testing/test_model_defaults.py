@@ -16,7 +16,7 @@ from iacseg.models.defaults import current_default, defaults_path, promote, roll
 from iacseg.models.registry import default_model_dir, load_model, resolve_model, save_model
 from iacseg.models.unet import ResEncUNet
 
-SHIPPED = Path(iacseg.__file__).resolve().parents[2] / "Resources" / "Models"
+SHIPPED = Path(iacseg.__file__).resolve().parent / "models" / "shipped"  # package data
 PARAMS = {"in_channels": 2, "features": [4, 8], "strides": [[1, 1, 1], [1, 2, 2]], "blocks": [1, 1]}
 
 

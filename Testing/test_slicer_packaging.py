@@ -380,7 +380,8 @@ def test_license_is_the_apache_2_text_named_in_pyproject() -> None:
 # -- the self-test workflow -------------------------------------------------------------------------------------
 
 WORKFLOW = ROOT / ".github" / "workflows" / "slicer-selftest.yml"
-# Slicer's docs (Docs/user_guide/getting_started.md, "Ubuntu 24.04 (Noble Numbat)")
+# Slicer's docs (https://github.com/Slicer/Slicer/blob/main/Docs/user_guide/getting_started.md,
+# "Ubuntu 24.04 (Noble Numbat)")
 SLICER_DOCS_UBUNTU_2404 = {"libglu1-mesa", "libpulse-mainloop-glib0", "libnss3", "libasound2t64", "qt5dxcb-plugin"}
 
 

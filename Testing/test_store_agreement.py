@@ -111,7 +111,7 @@ def test_pooled_means_over_cases() -> None:
     assert s["landmark_mean_error_mm"] == pytest.approx(2.5 / 12)
 
 
-# --- from a store: a duck-typed stand-in with the CorrectionStore reading API (STORE.md) -------------------------
+# --- from a store: a duck-typed stand-in with the CorrectionStore reading API (docs/STORE.md) --------------------
 
 @dataclass
 class FakeCase:

@@ -62,7 +62,7 @@ def test_dataset_json_splits_and_landmark_list_from_case_records() -> None:
     assert c2["landmarks"]["L_petrolingual"] == {"z_mm": 21.0, "position": [5.0, 1.0, 21.0]}
 
 
-# --- export from a stand-in store (the CorrectionStore reading API of STORE.md) ----------------------------------
+# --- export from a stand-in store (the CorrectionStore reading API of docs/STORE.md) -----------------------------
 
 @dataclass
 class FakeCase:

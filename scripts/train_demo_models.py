@@ -11,8 +11,8 @@ so a re-run — e.g. ``--resume`` after an interruption — does not make the ph
 each model from its checkpoint (``OUTPUT/<model>.checkpoint``); ``--init-segmenter``/``--init-landmarks``
 fine-tune from existing model folders (e.g. the shipped ones).
 
-    python scripts/train_demo_models.py --seeds 0:160 --workers 14 --device cuda -o Resources/Models --parallel \\
-        --cache /tmp/iacseg-cases
+    python scripts/train_demo_models.py --seeds 0:160 --workers 14 --device cuda --parallel \\
+        -o IACSegExtension/iacseg/models/shipped --cache /tmp/iacseg-cases
 
 On this project's 2-core CPU machines use fewer phantoms/epochs (see --help); the shipped models were made on
 one GPU with the command recorded in their model cards.
@@ -78,7 +78,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     ap.add_argument("--threads", type=int, default=None, help="torch threads per training process")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("-o", "--output", default="Resources/Models")
+    ap.add_argument("-o", "--output", default="IACSegExtension/iacseg/models/shipped")
     ap.add_argument("--which", choices=("both", "segmenter", "landmarks"), default="both")
     ap.add_argument("--cache", default=None, metavar="DIR",
                     help="keep the prepared cases here (.npz) and reuse them on a re-run")
@@ -92,9 +92,11 @@ def main() -> None:
     ap.add_argument("--lm-epochs", type=int, default=150)
     ap.add_argument("--seg-features", type=int, nargs=4, default=None, help="U-Net widths per level (default 8 16 32 64)")
     ap.add_argument("--init-segmenter", "--seg-init", dest="init_segmenter", default=None,
-                    help="fine-tune the segmenter from this model folder (e.g. Resources/Models/unet-demo)")
+                    help="fine-tune the segmenter from this model folder "
+                         "(e.g. IACSegExtension/iacseg/models/shipped/unet-demo)")
     ap.add_argument("--init-landmarks", default=None,
-                    help="fine-tune the localiser from this model folder (e.g. Resources/Models/dst-demo)")
+                    help="fine-tune the localiser from this model folder "
+                         "(e.g. IACSegExtension/iacseg/models/shipped/dst-demo)")
     ap.add_argument("--seg-lr", type=float, default=None)
     ap.add_argument("--lm-lr", type=float, default=None)
     ap.add_argument("--petrous-oversampling", type=int, default=1,

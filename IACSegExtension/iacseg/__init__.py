@@ -1,6 +1,6 @@
 """IACSeg engine: intracranial ICA calcification on non-contrast head CT.
 
-Flow (see DESIGN.md): io → preprocess → models → mapping → measure → outputs.
+Flow (see docs/DESIGN.md): io → preprocess → models → mapping → measure → outputs.
 """
 
 __version__ = "0.1.0"

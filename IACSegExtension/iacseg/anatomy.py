@@ -27,9 +27,6 @@ class MidsagittalPlane:
         n = n / np.linalg.norm(n)
         return (np.asarray(xyz, dtype=np.float64) - np.asarray(self.point)) @ n
 
-    def is_left(self, xyz: np.ndarray) -> np.ndarray:
-        return self.signed_distance(xyz) > 0
-
     def yaw_roll_deg(self) -> tuple[float, float]:
         """Rotation of the normal away from +x: (about z — yaw, about y — roll), degrees."""
         n = np.asarray(self.normal, dtype=np.float64)

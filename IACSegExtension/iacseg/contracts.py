@@ -1,4 +1,4 @@
-"""Names other tools and tests rely on (DESIGN.md, "Contracts"). Change nothing here lightly."""
+"""Names other tools and tests rely on (docs/DESIGN.md, "Contracts"). Change nothing here lightly."""
 
 from __future__ import annotations
 

@@ -11,7 +11,3 @@ class InputError(IACSegError):
 
 class ModelError(IACSegError):
     """A model folder is missing, incomplete, unsafe (not safetensors) or incompatible."""
-
-
-class CancelledError(IACSegError):
-    """The run was cancelled by the user."""

@@ -1,4 +1,6 @@
-"""Model folders the module offers (bundled + the user's), read from ``config.json`` without importing torch."""
+"""Model folders the module offers (shipped + the user's), read from ``config.json`` without importing torch.
+
+The per-user folder follows the engine's rule: ``$IACSEG_HOME/models``, ``~/.iacseg/models`` when it is unset."""
 
 from __future__ import annotations
 
@@ -8,7 +10,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-USER_MODELS_DIR = Path("~/.iacseg/models").expanduser()
+#: The shipped models inside an ``iacseg`` package folder (package data; `iacseg.locations.SHIPPED_MODELS`).
+SHIPPED_MODELS = Path("iacseg") / "models" / "shipped"
+
+
+def iacseg_home() -> Path:
+    """``$IACSEG_HOME`` or ``~/.iacseg``, read when called: the engine's `iacseg.locations.iacseg_home` when the
+    engine is importable (torch-free), the same rule otherwise."""
+    try:
+        from iacseg.locations import iacseg_home as engine_home
+    except ImportError:
+        return Path(os.environ.get("IACSEG_HOME") or "~/.iacseg").expanduser()
+    return engine_home()
+
+
+def user_models_dir() -> Path:
+    """``$IACSEG_HOME/models``: the user's model folders, listed in the panel; retraining writes there."""
+    return iacseg_home() / "models"
+
+
+def _engine_shipped_models() -> Path | None:
+    """The shipped models of the importable engine (pip-installed or already on ``sys.path``), if any."""
+    try:
+        from iacseg.locations import shipped_models_dir
+    except ImportError:
+        return None
+    return shipped_models_dir()
 
 
 @dataclass(frozen=True)
@@ -26,13 +53,17 @@ class ModelChoice:
 
 
 def model_search_dirs(engine_dir: Path | None, extra: Iterable[str | Path] = ()) -> list[Path]:
-    """``extra`` folders, ``$IACSEG_MODEL_PATH`` (read only), ``~/.iacseg/models``, the bundled ``Resources/Models``."""
+    """``extra`` folders, ``$IACSEG_MODEL_PATH`` (read only), ``$IACSEG_HOME/models`` (``~/.iacseg/models``), then
+    the shipped models: those of the engine folder ``engine_dir`` (bundled or source checkout,
+    ``iacseg/models/shipped``), then those of the importable engine."""
     dirs = [Path(p).expanduser() for p in extra]
     dirs += [Path(p).expanduser() for p in os.environ.get("IACSEG_MODEL_PATH", "").split(os.pathsep) if p]
-    dirs.append(USER_MODELS_DIR)
+    dirs.append(user_models_dir())
     if engine_dir is not None:
-        dirs.append(Path(engine_dir).parent / "Resources" / "Models")
-        dirs.append(Path(engine_dir) / "Models")
+        dirs.append(Path(engine_dir) / SHIPPED_MODELS)
+    shipped = _engine_shipped_models()
+    if shipped is not None and shipped not in dirs:
+        dirs.append(shipped)
     return dirs
 
 

@@ -2,7 +2,7 @@
 
 The Slicer parameter node stores the user's choices; these dataclasses are what crosses the process
 boundary: `SegmentParameters.as_arg_list()` is exactly the argument list of
-``iacseg segment INPUT -o OUT …`` (DESIGN.md, "Contracts").
+``iacseg segment INPUT -o OUT …`` (docs/DESIGN.md, "Contracts").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Reading an engine output folder (DESIGN.md, "Contracts") into what the module shows.
+"""Reading an engine output folder (docs/DESIGN.md, "Contracts") into what the module shows.
 
 Label map → segment names, descriptions and colours; landmarks; a measures table (one row per segment and
 a total row); a lesion table whose rows carry the lesion centroid (LPS and RAS mm) for jump-to; the case's
@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from iacseg.anatomy import MidsagittalPlane
-from iacseg.contracts import (LABELS_FILE, LANDMARKS, LANDMARKS_FILE, REPORT_JSON, SEGMENT_COLORS, SEGMENTATION_FILE,
+from iacseg.contracts import (LABELS_FILE, LANDMARKS_FILE, REPORT_JSON, SEGMENT_COLORS, SEGMENTATION_FILE,
                               SEGMENTS)
 from iacseg.errors import InputError
 from iacseg.io.volume import Grid
@@ -280,9 +280,3 @@ def landmark_slice(grid: Grid, landmark: Landmark) -> int:
     """Nearest slice index k of ``grid`` to the landmark's point (LPS mm)."""
     k = grid.world_to_index(np.asarray(landmark.position, dtype=float))[2]
     return int(np.clip(np.rint(k), 0, grid.shape[0] - 1))
-
-
-def ordered_landmarks(landmarks: Mapping[str, Landmark]) -> list[Landmark]:
-    """Landmarks in contract order (the 6 names first)."""
-    return [landmarks[n] for n in LANDMARKS if n in landmarks] + [lm for n, lm in landmarks.items()
-                                                                  if n not in LANDMARKS]

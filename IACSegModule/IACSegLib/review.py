@@ -361,10 +361,6 @@ class ReviewSession:
                    if name in self.original_landmarks)
 
     @property
-    def is_modified(self) -> bool:
-        return bool(self.edits)
-
-    @property
     def unsaved_edits(self) -> list[Edit]:
         """The edits made since the last save (each save records only its own edits)."""
         return self.edits[self.saved_edits:]

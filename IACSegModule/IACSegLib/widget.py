@@ -21,7 +21,7 @@ import slicer
 from iacseg.contracts import LANDMARKS, SEGMENTS
 from iacseg.errors import IACSegError
 
-from .models import USER_MODELS_DIR, find_models, model_search_dirs
+from .models import find_models, model_search_dirs, user_models_dir
 from .parameters import TRAIN_TARGETS, ParameterError, TrainParameters
 from .process import ProcessState, ProgressUpdate
 from .results import LESION_HEADERS, MEASURE_HEADERS, carry_qc, lesion_rows, measure_rows, read_qc
@@ -250,7 +250,7 @@ class ReviewPanel:
 
     def onRetrain(self) -> None:
         target = self.ui.trainTargetComboBox.currentText
-        out = USER_MODELS_DIR / f"{target}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out = user_models_dir() / f"{target}-{time.strftime('%Y%m%d-%H%M%S')}"
         with slicer.util.tryWithErrorDisplay("Training could not start."):
             store = self.ui.trainDataPathLineEdit.currentPath or self.logic.storePath()
             params = TrainParameters(target, Path(store), out, init=self.selectedModel() if target == "segmenter" else None)
@@ -260,6 +260,6 @@ class ReviewPanel:
     def onTrainingFinished(self, process) -> None:
         self.ui.cancelButton.enabled = False
         if process.state is ProcessState.FINISHED:
-            self.ui.progressLabel.text = "Training finished: the new model is in ~/.iacseg/models"
+            self.ui.progressLabel.text = f"Training finished: the new model is in {user_models_dir()}"
         else:
             self.onFinished(process)

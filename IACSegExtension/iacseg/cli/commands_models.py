@@ -49,7 +49,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0
     if not models:
         print("no models found (search path: $IACSEG_MODEL_PATH, $IACSEG_HOME/models (~/.iacseg/models), "
-              "Resources/Models)")
+              "the shipped iacseg/models/shipped)")
         return 0
     print(f"{'name':24s} {'kind':12s} {'version':8s} {'sha256':12s} path")
     for m in models:

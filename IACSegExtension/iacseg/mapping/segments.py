@@ -1,6 +1,6 @@
 """Segment mapping: calcified voxels × hemisphere × landmark planes → the 8 ICA segment labels.
 
-Rule (DESIGN.md, "Contracts"): a calcified voxel lies on the patient's left when its signed distance to the
+Rule (docs/DESIGN.md, "Contracts"): a calcified voxel lies on the patient's left when its signed distance to the
 midsagittal plane is > 0 (else right). Each landmark is an axial plane at world height z (mm, LPS, superior
 positive). For a voxel on side s at world height z (its centre, computed from the grid, so oblique /
 tilt-corrected grids are handled exactly):

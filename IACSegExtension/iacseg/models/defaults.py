@@ -14,20 +14,15 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import ModelError
+from ..locations import iacseg_home
 
 DEFAULTS_FILE = "defaults.json"
 FORMAT = "iacseg-model-defaults"
-
-
-def iacseg_home() -> Path:
-    """``$IACSEG_HOME`` or ``~/.iacseg``: where IACSeg keeps its per-user files (models/, defaults.json)."""
-    return Path(os.environ.get("IACSEG_HOME") or "~/.iacseg").expanduser()
 
 
 def defaults_path() -> Path:

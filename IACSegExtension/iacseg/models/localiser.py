@@ -7,7 +7,7 @@ kept** (no z resampling, as the paper insists); HU windows → channels. When th
 model's ``max_slices`` (L), the L-slice window centred on the band with the most dense bone (skull base) is used
 and indices are offset back.
 
-Slice convention (INTERFACES.md): target k* = ceil((z − z0)/sk), the first slice at/above the plane; a
+Slice convention (docs/DESIGN.md, "Contracts"): target k* = ceil((z − z0)/sk), the first slice at/above the plane; a
 predicted index k maps back to the plane height z = z0 + (k − 0.5)·sk.
 """
 

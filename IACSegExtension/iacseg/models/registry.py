@@ -5,7 +5,8 @@
 field of view…), ``threshold``, training data description and hash, metrics, ``created`` and a ``disclaimer``.
 
 Search path for model names (first match wins): ``$IACSEG_MODEL_PATH`` (os.pathsep-separated folders),
-``$IACSEG_HOME/models`` (default ``~/.iacseg/models``), then the repository's ``Resources/Models``.
+``$IACSEG_HOME/models`` (default ``~/.iacseg/models``), then the shipped models, package data in
+``iacseg/models/shipped/`` (`iacseg.locations`).
 The default model of each kind (used when none is named) is set by `iacseg.models.defaults`.
 """
 
@@ -62,13 +63,11 @@ def sha256_file(path: str | Path) -> str:
 
 def search_path() -> list[Path]:
     """Folders searched for model names, in order."""
-    import iacseg
+    from ..locations import shipped_models_dir, user_models_dir
 
     dirs = [Path(p).expanduser() for p in os.environ.get("IACSEG_MODEL_PATH", "").split(os.pathsep) if p]
-    from .defaults import iacseg_home
-
-    dirs.append(iacseg_home() / "models")
-    dirs.append(Path(iacseg.__file__).resolve().parents[2] / "Resources" / "Models")
+    dirs.append(user_models_dir())
+    dirs.append(shipped_models_dir())
     return dirs
 
 

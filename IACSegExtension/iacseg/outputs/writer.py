@@ -1,4 +1,4 @@
-"""The output folder of one case (DESIGN.md, "Contracts"), written atomically: all five files or nothing."""
+"""The output folder of one case (docs/DESIGN.md, "Contracts"), written atomically: all five files or nothing."""
 
 from __future__ import annotations
 

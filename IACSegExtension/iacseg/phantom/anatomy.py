@@ -12,7 +12,7 @@ Per side the three landmark heights are crisp bony transitions in the head frame
 * ``z_clinoid`` — the flat top of the anterior clinoid process lateral to the ICA's anterior genu.
 
 The centreline is built so its height never decreases from the neck to the terminal bifurcation, hence the
-height rule of DESIGN.md and the anatomical segment agree everywhere on the artery.
+height rule of docs/DESIGN.md and the anatomical segment agree everywhere on the artery.
 """
 
 from __future__ import annotations
@@ -73,9 +73,6 @@ class Pose:
 
     def to_world(self, p: np.ndarray) -> np.ndarray:
         return np.asarray(p, dtype=float) @ self.rotation.T + self.translation
-
-    def to_head(self, p: np.ndarray) -> np.ndarray:
-        return (np.asarray(p, dtype=float) - self.translation) @ self.rotation
 
     def to_dict(self) -> dict:
         return {"yaw_deg": self.yaw_deg, "roll_deg": self.roll_deg, "pitch_deg": self.pitch_deg,

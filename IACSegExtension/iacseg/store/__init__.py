@@ -1,5 +1,5 @@
 """Corrections store: readers' corrections kept safely (atomic writes, a file lock, a hash-chained ledger),
-de-identified, never overwritten, with fixed patient-level splits for training (see STORE.md)."""
+de-identified, never overwritten, with fixed patient-level splits for training (see docs/STORE.md)."""
 
 from .cases import STATUSES, CaseInfo
 from .store import CorrectionStore

@@ -1,8 +1,8 @@
 """The state of each case, derived purely from the ledger: subject, split, status, corrections, approval.
 
-Nothing here touches the disk. Status rules (STORE.md): ``todo`` when added; ``corrected`` whenever a
-correction is saved; ``in_review`` / ``approved`` / ``todo`` / ``corrected`` when set by a reader — the latest
-status entry wins, and an approval names the (reader, version) it approves.
+Nothing here touches the disk. Status rules (docs/STORE.md, "Case state, statuses and splits"): ``todo`` when
+added; ``corrected`` whenever a correction is saved; ``in_review`` / ``approved`` / ``todo`` / ``corrected`` when set
+by a reader — the latest status entry wins, and an approval names the (reader, version) it approves.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Where things live in a corrections store, and the ids that name them (see STORE.md, "On-disk layout").
+"""Where things live in a corrections store, and the ids that name them (see docs/STORE.md, "On-disk layout").
 
 Every path inside a store is built here from a checked case id or reader slug, and checked again after
 ``resolve()`` to lie inside ``STORE/cases`` — so no id, symlink or ``..`` can lead a write outside the store.

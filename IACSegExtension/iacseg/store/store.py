@@ -1,6 +1,6 @@
 """`CorrectionStore`: a local, server-free folder of readers' corrections with an append-only ledger.
 
-Layout and rules: STORE.md. Every write fills a temporary folder, then — under the store's file lock — checks
+Layout and rules: docs/STORE.md. Every write fills a temporary folder, then — under the store's file lock — checks
 the ledger against its anchor in ``store.json`` (a damaged ledger is never appended to), takes the next free
 name, renames the folder into place, appends the ledger line with the sha256 of each file and re-anchors.
 Nothing is ever overwritten or deleted: a new correction is a new version. Images and label maps are

@@ -1,6 +1,6 @@
 """train stage: fit the calcification segmenter and the landmark localiser; write safetensors model folders.
 
-Entry points: `train_segmenter`, `train_landmarks` (and ``python -m iacseg.train``). Import of this package
+Entry points: `train_segmenter`, `train_landmarks` (the command line is ``iacseg train``). Import of this package
 is light; the trainers are loaded on first use. Under ``torchrun`` they train with DDP (`iacseg.train.distributed`).
 """
 

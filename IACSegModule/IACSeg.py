@@ -282,6 +282,22 @@ class IACSegLogic(ScriptedLoadableModuleLogic):
         process.start(*self._command(params))
 
 
+def moveFirstRelabellingLandmark(logic, result) -> tuple[str | None, int]:
+    """Move landmarks slice by slice until one move re-labels calcified voxels (the self-test's reader action);
+    returns the landmark moved and the number of voxels that changed (``(None, 0)`` when no allowed move does)."""
+    from iacseg.errors import InputError
+
+    for name in result.landmarks:
+        for k in range(result.grid.shape[0]):
+            try:
+                changed = logic.applyCorrection(lambda s, n=name, k=k: s.set_landmark_slice(n, k))
+            except InputError:  # this slice would put the landmarks out of order
+                continue
+            if changed:
+                return name, changed
+    return None, 0
+
+
 class IACSegTest(ScriptedLoadableModuleTest):
     """Makes a phantom with the engine, segments it (blocking), moves a landmark, checks labels changed."""
 
@@ -304,8 +320,6 @@ class IACSegTest(ScriptedLoadableModuleTest):
         logic = IACSegLogic()
         logic.ensureDependencies(interactive=False)
         work = Path(tempfile.mkdtemp(prefix="IACSegTest-", dir=slicer.app.temporaryPath))
-        from iacseg.errors import InputError
-
         maker = EngineProcess(SubprocessLauncher(startup_environment()))
         maker.run(engine_command(engine.python_executable(), ["phantom", "-o", str(work), "--seed", "90001",
                                                               "--progress", "none"]),
@@ -317,17 +331,7 @@ class IACSegTest(ScriptedLoadableModuleTest):
         self.assertEqual(logic.segmentationNode.GetSegmentation().GetNumberOfSegments(), 8)
         self.assertEqual(logic.markupsNode.GetNumberOfControlPoints(), 6)
         self.assertGreater(int((result.labels > 0).sum()), 0, "the phantom has calcifications")
-        changed = 0
-        for name in result.landmarks:
-            for k in range(result.grid.shape[0]):
-                try:
-                    changed = logic.applyCorrection(lambda s, n=name, k=k: s.set_landmark_slice(n, k))
-                except InputError:  # this slice would put the landmarks out of order
-                    continue
-                if changed:
-                    break
-            if changed:
-                break
+        _, changed = moveFirstRelabellingLandmark(logic, result)
         self.assertGreater(changed, 0, "moving a landmark re-labelled calcified voxels")
         self.assertTrue((logic.session.labels != result.labels).any())
         from iacseg.store import CorrectionStore

@@ -196,22 +196,11 @@ def test_cancel_ends_the_engine_process_tree_and_shows_nothing(slicer_env, iacse
 
 def test_a_landmark_move_moves_its_point_and_plane_and_relabels(slicer_env, iacseg, phantom) -> None:
     import slicer
-    from iacseg.errors import InputError
 
     volume, study = load_in_study(phantom)
     logic = iacseg.IACSegLogic()
     result = logic.segmentBlocking(logic.segmentParameters(volume), volume)
-    changed = 0
-    for name in LANDMARKS:  # the first slice move that relabels calcium
-        for k in range(result.grid.shape[0]):
-            try:
-                changed = logic.applyCorrection(lambda s, n=name, k=k: s.set_landmark_slice(n, k))
-            except InputError:  # this slice would put the landmarks out of order
-                continue
-            if changed:
-                break
-        if changed:
-            break
+    name, changed = iacseg.moveFirstRelabellingLandmark(logic, result)  # the first slice move that relabels calcium
     assert changed > 0
     assert (logic.session.labels != result.labels).sum() == changed
     for value, seg in sorted(SEGMENTS.items()):

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import InputError
-from ..outputs.safety import MIB, check_free_space, check_location, check_name_length, check_writable
+from ..outputs.safety import (MIB, check_free_space, check_location, check_name_length, check_replaceable,
+                              check_writable)
 from .registry import CARD_FILE, CONFIG_FILE, KINDS, PRETRAINED_KINDS, WEIGHTS_FILE
 
 #: The files of a model folder; a folder holding only these (config.json an IACSeg config) may be replaced.
@@ -59,30 +60,8 @@ def model_folder_problem(folder: str | os.PathLike) -> str | None:
 def check_model_replaceable(out_dir: str | os.PathLike, overwrite: bool) -> None:
     """Refuse to write the model folder ``out_dir`` when it exists and is not an empty folder or (with
     ``overwrite``) an earlier IACSeg model folder."""
-    out = Path(out_dir)
-    if out.is_symlink():
-        raise InputError(f"model folder {out} is a symbolic link; give the real folder's path or a new folder (-o)")
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise InputError(f"output path {out} exists and is not a folder; choose a new model folder (-o)")
-    try:
-        with os.scandir(out) as it:
-            empty = not any(True for _ in it)
-    except OSError:
-        empty = False
-    if empty:
-        return
-    problem = model_folder_problem(out)
-    if not overwrite:
-        if problem is None:
-            raise InputError(f"model folder {out} already exists and holds an earlier IACSeg model; choose a new "
-                             f"folder for the model (-o) or add --overwrite to replace it — nothing was changed")
-        raise InputError(f"model folder {out} already exists and is not empty: {problem}; choose a new folder for "
-                         f"the model (-o) — nothing was changed")
-    if problem is not None:
-        raise InputError(f"model folder {out} is not an earlier IACSeg model: {problem}; --overwrite replaces only "
-                         f"IACSeg model folders, so choose a new folder (-o) — nothing was changed")
+    check_replaceable(out_dir, overwrite, model_folder_problem, noun="model folder", ours="an earlier IACSeg model",
+                      ours_plural="IACSeg model folders")
 
 
 def _paths(inputs: Iterable[Any]) -> list[Path]:

@@ -12,6 +12,7 @@ The default model of each kind (used when none is named) is set by `iacseg.model
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import hashlib
 import json
@@ -162,6 +163,19 @@ def _recorded_hash_checked(weights: Path, config: dict[str, Any]) -> str:
     return digest
 
 
+#: Folders that passed `check_model_folder`, by path, kind and the identity of their two files (size, mtime, inode):
+#: a batch checks each model once, not before every case and again on loading; any change to a file re-checks it.
+_CHECKED: dict[tuple, dict[str, Any]] = {}
+
+
+def _file_identity(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
 def check_model_folder(model_dir: str | Path, kind: str | None = None) -> dict[str, Any]:
     """The single check of a model folder before it is used; returns its config (``sha256`` = the weights' hash).
 
@@ -169,8 +183,12 @@ def check_model_folder(model_dir: str | Path, kind: str | None = None) -> dict[s
     usable configuration (`read_config`) of ``kind`` when given; the weights file is whole (header against size)
     and matches the SHA-256 recorded in the config; the architecture builds from its parameters and every tensor
     of the weights has the shape it needs. Nothing large is allocated. Each failure is one `ModelError` line
-    naming the file and what to do."""
+    naming the file and what to do. A folder whose files have not changed since it passed is not checked again."""
     model_dir = Path(model_dir)
+    key = (str(model_dir.resolve()), kind, _file_identity(model_dir / WEIGHTS_FILE),
+           _file_identity(model_dir / CONFIG_FILE))
+    if key in _CHECKED:
+        return copy.deepcopy(_CHECKED[key])
     if not model_dir.is_dir():
         raise ModelError(f"model folder {model_dir} does not exist; check the path or the model name")
     weights = check_weights(model_dir)
@@ -183,6 +201,7 @@ def check_model_folder(model_dir: str | Path, kind: str | None = None) -> dict[s
     digest = _recorded_hash_checked(weights, config)
     _check_architecture(config, model_dir / CONFIG_FILE, weights, header)
     config["sha256"] = digest
+    _CHECKED[key] = copy.deepcopy(config)
     return config
 
 

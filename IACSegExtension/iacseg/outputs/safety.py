@@ -29,7 +29,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from .. import __version__
 from ..contracts import (LABELS_FILE, LANDMARKS_FILE, PHANTOM_CT_FILE, PHANTOM_DICOM_DIR, REPORT_CSV, REPORT_JSON,
@@ -132,30 +132,33 @@ def _nonempty_dir(path: Path) -> bool:
         return True  # unreadable: treat as holding something
 
 
-def check_replaceable(out_dir: str | os.PathLike, overwrite: bool) -> None:
-    """Refuse to write ``out_dir`` when it exists and is not an empty folder or (with ``overwrite``) our result.
+def check_replaceable(out_dir: str | os.PathLike, overwrite: bool,
+                      problem_of: Callable[[Path], str | None] | None = None, noun: str = "output folder",
+                      ours: str = "a previous IACSeg result", ours_plural: str = "IACSeg results") -> None:
+    """Refuse to write ``out_dir`` when it exists and is not an empty folder or (with ``overwrite``) one of ours.
 
-    The last line of defence, repeated just before the atomic rename; the full checks are in
-    `check_output_folder`."""
+    ``problem_of(folder)`` says why a folder is not ours (None: it is; default `result_folder_problem`);
+    ``noun``/``ours``/``ours_plural`` name the kind in messages (model folders use the same rule). The last line of
+    defence, repeated just before the atomic rename; the full checks are in `check_output_folder`."""
     out = Path(out_dir)
     if out.is_symlink():
-        raise InputError(f"output folder {out} is a symbolic link; give the real folder's path or a new folder")
+        raise InputError(f"{noun} {out} is a symbolic link; give the real folder's path or a new folder (-o)")
     if not out.exists():
         return
     if not out.is_dir():
-        raise InputError(f"output path {out} exists and is not a folder; choose another output folder (-o)")
+        raise InputError(f"output path {out} exists and is not a folder; choose another {noun} (-o)")
     if not _nonempty_dir(out):
         return
-    problem = result_folder_problem(out)
+    problem = (problem_of or result_folder_problem)(out)
     if not overwrite:
         if problem is None:
-            raise InputError(f"output folder {out} already exists and is not empty (it holds a previous IACSeg "
-                             f"result); add --overwrite to replace it, or choose another output folder (-o)")
-        raise InputError(f"output folder {out} already exists and is not empty ({problem}); choose another output "
-                         f"folder (-o) — --overwrite replaces only previous IACSeg results")
+            raise InputError(f"{noun} {out} already exists and is not empty (it holds {ours}); add --overwrite to "
+                             f"replace it, or choose another {noun} (-o)")
+        raise InputError(f"{noun} {out} already exists and is not empty ({problem}); choose another {noun} (-o) — "
+                         f"--overwrite replaces only {ours_plural}")
     if problem is not None:
-        raise InputError(f"output folder {out} is not a previous IACSeg result: {problem}; --overwrite replaces "
-                         f"only IACSeg results, so choose a new output folder (-o) — nothing was changed")
+        raise InputError(f"{noun} {out} is not {ours}: {problem}; --overwrite replaces only {ours_plural}, so "
+                         f"choose a new {noun} (-o) — nothing was changed")
 
 
 # --- where the output may not be -------------------------------------------------------------------------------

@@ -285,7 +285,7 @@ class IACSegLogic(ScriptedLoadableModuleLogic):
 def moveFirstRelabellingLandmark(logic, result) -> tuple[str | None, int]:
     """Move landmarks slice by slice until one move re-labels calcified voxels (the self-test's reader action);
     returns the landmark moved and the number of voxels that changed (``(None, 0)`` when no allowed move does)."""
-    from iacseg.errors import InputError
+    from iacseg.core.errors import InputError
 
     for name in result.landmarks:
         for k in range(result.grid.shape[0]):

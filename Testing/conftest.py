@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from iacseg.io import CTVolume, Grid
+from iacseg.io import CTVolume
+from iacseg.core.grid import Grid
 
 
 @dataclass(frozen=True)

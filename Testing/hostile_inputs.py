@@ -18,7 +18,7 @@ import SimpleITK as sitk
 
 from iacseg.cli.main import main
 from iacseg.io.dicom_write import write_ct_series
-from iacseg.io.volume import Grid
+from iacseg.core.grid import Grid
 from iacseg.io.writers import write_image
 
 IDENTITY = {"PatientName": "NG^LI", "PatientID": "ZQ-4471923", "SeriesDescription": "HEAD DOE JANE MRN12345",

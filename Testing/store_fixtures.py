@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from iacseg.contracts import LABELS_FILE, LANDMARKS, LANDMARKS_FILE, REPORT_JSON
-from iacseg.io.volume import Grid
+from iacseg.core.contracts import LABELS_FILE, LANDMARKS, LANDMARKS_FILE, REPORT_JSON
+from iacseg.core.grid import Grid
 from iacseg.io.writers import write_image
-from iacseg.outputs.markups import Landmark, write_landmarks
+from iacseg.core.landmarks import Landmark
+from iacseg.outputs.markups import write_landmarks
 
 MODELS = [{"kind": "segmenter", "name": "unet-demo", "version": "1.1", "sha256": "ab" * 32},
           {"kind": "landmarks", "name": "dst-demo", "version": "1.0", "sha256": "cd" * 32}]

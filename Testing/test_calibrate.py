@@ -13,11 +13,11 @@ import torch
 
 import iacseg.pipeline
 from iacseg.cli.main import main
-from iacseg.contracts import PHANTOM_CT_FILE, TRUTH_LABELS_FILE
-from iacseg.errors import InputError, ModelError
+from iacseg.core.contracts import PHANTOM_CT_FILE, TRUTH_LABELS_FILE
+from iacseg.core.errors import InputError, ModelError
 from iacseg.evaluate import calibrate_model, calibrate_threshold, overlap_metrics, write_calibration
 from iacseg.evaluate.calibrate import parse_thresholds, sweep_case
-from iacseg.io.volume import Grid
+from iacseg.core.grid import Grid
 from iacseg.io.writers import write_image
 from iacseg.models import CalcificationSegmenter, calcium_mask
 from iacseg.models.registry import CONFIG_FILE, WEIGHTS_FILE, save_model, sha256_file

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from iacseg.cli.main import main
-from iacseg.io import Grid
+from iacseg.core.grid import Grid
 from iacseg.io.writers import write_image
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from iacseg.cli.main import main
-from iacseg.contracts import REPORT_CSV, REPORT_JSON
+from iacseg.core.contracts import REPORT_CSV, REPORT_JSON
 from iacseg.io.identity import IDENTITY_KEY, identity_strings, safe_acquisition, scrub_identity
 
 # (keyword, value) written into every slice; the forbidden words are what must never appear in any output.
@@ -169,7 +169,7 @@ def test_acquisition_keeps_only_checked_allow_listed_facts():
 def test_report_input_path_and_warnings_lose_the_patient_but_keep_the_rest():
     from iacseg.measure import measure_case
     from iacseg.outputs import build_report
-    from iacseg.io.volume import Grid
+    from iacseg.core.grid import Grid
 
     grid = Grid((4, 8, 8), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
     measures = measure_case(np.zeros(grid.shape, np.uint8), np.zeros(grid.shape, np.float32), grid)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from iacseg.errors import InputError
+from iacseg.core.errors import InputError
 from iacseg.models.registry import load_model, load_state, save_model
 from iacseg.models.unet import ResEncEncoder, ResEncUNet
 from iacseg.train.pretrain_desd import (DeSDStudent, DeSDTeacher, cross_entropy, distillation_loss, ema_update,

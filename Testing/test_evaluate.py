@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from iacseg.contracts import (LABELS_FILE, LANDMARKS, LANDMARKS_FILE, REPORT_JSON, SEGMENTS, TRUTH_JSON,
-                              TRUTH_LABELS_FILE, TRUTH_LANDMARKS_FILE)
+from iacseg.core.contracts import (LABELS_FILE, LANDMARKS, LANDMARKS_FILE, REPORT_JSON, SEGMENTS, TRUTH_JSON,
+    TRUTH_LABELS_FILE, TRUTH_LANDMARKS_FILE)
 from iacseg.evaluate import label_accuracy, landmark_errors, overlap_metrics, volume_metrics
 from iacseg.evaluate.folders import evaluate_folders
-from iacseg.io.volume import Grid
+from iacseg.core.grid import Grid
 from iacseg.io.writers import write_image
-from iacseg.outputs.markups import Landmark, write_landmarks
+from iacseg.core.landmarks import Landmark
+from iacseg.outputs.markups import write_landmarks
 
 
 def test_dice_precision_recall_of_known_overlap() -> None:

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from iacseg.cli.main import main
-from iacseg.contracts import LABELS_FILE, TRUTH_LABELS_FILE
+from iacseg.core.contracts import LABELS_FILE, TRUTH_LABELS_FILE
 from iacseg.evaluate import (bland_altman, bootstrap_ci, by_lesion_size, by_slice_thickness, lesion_detection,
                              risk_group_accuracy)
 from iacseg.evaluate.breakdown import quartile_cutpoints, slice_thickness_bin
-from iacseg.io.volume import Grid
+from iacseg.core.grid import Grid
 from iacseg.io.writers import write_image
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -9,8 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from iacseg.errors import InputError
-from iacseg.io import CTVolume, Grid
+from iacseg.core.errors import InputError
+from iacseg.io import CTVolume
+from iacseg.core.grid import Grid
 from iacseg.models.grcsf import GRCSF, build_grcsf, grcsf_from_mae
 from iacseg.models.grcsf_blocks import GlobalCompensationUnit, ImportanceScore, box_patchify, box_unpatchify
 from iacseg.models.registry import load_model, save_model

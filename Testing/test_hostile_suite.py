@@ -30,7 +30,7 @@ import pytest
 
 import hostile_inputs as hi
 from iacseg.cli.main import main
-from iacseg.io.volume import Grid
+from iacseg.core.grid import Grid
 
 TIMEOUT_S = 120
 ALWAYS_WRONG = ("Traceback", "internal error", "--debug")

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from iacseg.anatomy import MidsagittalPlane
-from iacseg.io.volume import Grid
+from iacseg.core.plane import MidsagittalPlane
+from iacseg.core.grid import Grid
 from iacseg.preprocess import outside_ica_corridor
 
 LANDMARKS = {"L_carotid_canal": -20.0, "R_carotid_canal": -21.0, "L_petrolingual": -8.0, "R_petrolingual": -9.0,

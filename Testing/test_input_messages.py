@@ -21,7 +21,8 @@ import pytest
 import SimpleITK as sitk
 
 from iacseg.cli.main import main
-from iacseg.io import CTVolume, Grid
+from iacseg.io import CTVolume
+from iacseg.core.grid import Grid
 from iacseg.io.dicom_write import write_ct_series
 from iacseg.io.writers import write_image
 from iacseg.phantom import make_phantom

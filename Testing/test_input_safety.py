@@ -23,13 +23,14 @@ import pytest
 import SimpleITK as sitk
 
 from iacseg.cli.main import main
-from iacseg.errors import InputError
-from iacseg.io import Grid, read_ct
+from iacseg.core.errors import InputError
+from iacseg.core.grid import Grid
+from iacseg.io import read_ct
 from iacseg.io.dicom_write import write_ct_series
 from iacseg.io.library_warnings import capture_library_warnings
 from iacseg.io.stack_geometry import missing_slice_gaps
 from iacseg.io.writers import write_image
-from iacseg.outputs.markups import Landmark
+from iacseg.core.landmarks import Landmark
 from iacseg.relabel import check_landmark_heights
 
 TIMEOUT_S = 60

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from iacseg.errors import InputError
-from iacseg.io import CTVolume, Grid, read_ct, write_ct_series
+from iacseg.core.errors import InputError
+from iacseg.io import CTVolume, read_ct, write_ct_series
+from iacseg.core.grid import Grid
 from iacseg.io.validate import check_spacing
 from iacseg.io.writers import write_image
 

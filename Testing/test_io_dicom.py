@@ -13,7 +13,7 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from iacseg.errors import InputError
+from iacseg.core.errors import InputError
 from iacseg.io import CTVolume, read_ct, write_ct_series
 
 

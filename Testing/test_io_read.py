@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from iacseg.io import CTVolume, Grid, read_ct
+from iacseg.io import CTVolume, read_ct
+from iacseg.core.grid import Grid
 from iacseg.io.writers import write_image
 
 METADATA_KEYS = {"modality", "source_format", "series_uid", "slice_thickness_mm", "gantry_tilt_deg", "kernel",

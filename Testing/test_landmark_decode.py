@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from iacseg.anatomy import LANDMARK_GAPS_MM, LANDMARK_LR_TOLERANCE_MM, expected_left_minus_right_mm
-from iacseg.contracts import LANDMARK_KINDS, LANDMARKS, SIDES
+from iacseg.core.anatomy import LANDMARK_GAPS_MM, LANDMARK_LR_TOLERANCE_MM, expected_left_minus_right_mm
+from iacseg.core.contracts import LANDMARK_KINDS, LANDMARKS, SIDES
 from iacseg.mapping import check_landmark_order
 from iacseg.models.landmark_decode import candidate_range, decode_landmarks, network_log_likelihood
 

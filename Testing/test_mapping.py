@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from iacseg.anatomy import MidsagittalPlane
-from iacseg.contracts import SEGMENT_IDS
-from iacseg.errors import InputError
-from iacseg.io.volume import Grid
+from iacseg.core.plane import MidsagittalPlane
+from iacseg.core.contracts import SEGMENT_IDS
+from iacseg.core.errors import InputError
+from iacseg.core.grid import Grid
 from iacseg.mapping import check_landmark_order, flat_nonzero, relabel, segment_labels
 
 HEIGHTS = {"L_carotid_canal": 10.0, "L_petrolingual": 20.0, "L_anterior_clinoid": 30.0,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from iacseg.contracts import SEGMENT_IDS, SEGMENTS
-from iacseg.errors import InputError
-from iacseg.io.volume import Grid
+from iacseg.core.contracts import SEGMENT_IDS, SEGMENTS
+from iacseg.core.errors import InputError
+from iacseg.core.grid import Grid
 from iacseg.measure import density_weight, measure_case, risk_group
 
 

@@ -11,7 +11,7 @@ import torch
 
 import iacseg
 from iacseg.cli.main import main
-from iacseg.errors import ModelError
+from iacseg.core.errors import ModelError
 from iacseg.models.defaults import current_default, defaults_path, promote, rollback
 from iacseg.models.registry import default_model_dir, load_model, resolve_model, save_model
 from iacseg.models.unet import ResEncUNet

@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 
 from iacseg.cli.main import main
-from iacseg.contracts import LANDMARKS
-from iacseg.errors import IACSegError
-from iacseg.io import Grid
+from iacseg.core.contracts import LANDMARKS
+from iacseg.core.errors import IACSegError
+from iacseg.core.grid import Grid
 from iacseg.io.writers import write_image
 from iacseg.models.registry import CONFIG_FILE, WEIGHTS_FILE, check_model_folder, resolve_model, save_model
-from iacseg.outputs.markups import Landmark, markups_document, read_landmarks
+from iacseg.core.landmarks import Landmark
+from iacseg.outputs.markups import markups_document, read_landmarks
 
 GRID = Grid((12, 32, 32), (0.5, 0.5, 2.0), (0, 0, 0))
 
@@ -447,7 +448,7 @@ def test_the_training_functions_refuse_a_user_folder_before_any_work(tmp_path, m
     import iacseg.train.landmarks as landmarks
     import iacseg.train.pretrain_desd as desd
     import iacseg.train.segmenter as segmenter
-    from iacseg.errors import InputError
+    from iacseg.core.errors import InputError
 
     for module, name in ((segmenter, "_fit"), (landmarks, "_fit"), (desd, "_prepare")):
         monkeypatch.setattr(module, name, lambda *a, **k: pytest.fail("work started"))

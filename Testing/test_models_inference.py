@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from iacseg.anatomy import MidsagittalPlane
-from iacseg.contracts import LANDMARKS
-from iacseg.io.volume import CTVolume, Grid
+from iacseg.core.plane import MidsagittalPlane
+from iacseg.core.contracts import LANDMARKS
+from iacseg.io.volume import CTVolume
+from iacseg.core.grid import Grid
 from iacseg.models.dst import DepthSequenceTransformer
 from iacseg.models.localiser import LandmarkLocaliser, landmark_target_slice, slice_to_plane_z
 from iacseg.models.postprocess import calcium_mask

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from iacseg.errors import ModelError
+from iacseg.core.errors import ModelError
 from iacseg.models.registry import (CONFIG_FILE, WEIGHTS_FILE, find_models, load_model, resolve_model, save_model,
                                     sha256_file)
 from iacseg.models.unet import ResEncUNet

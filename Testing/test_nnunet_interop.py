@@ -16,9 +16,10 @@ import pytest
 import torch
 
 from iacseg.cli.main import main
-from iacseg.contracts import LANDMARKS, PHANTOM_CT_FILE, SEGMENTS, TRUTH_LABELS_FILE, TRUTH_LANDMARKS_FILE
-from iacseg.errors import InputError, ModelError
-from iacseg.io.volume import CTVolume, Grid
+from iacseg.core.contracts import LANDMARKS, PHANTOM_CT_FILE, SEGMENTS, TRUTH_LABELS_FILE, TRUTH_LANDMARKS_FILE
+from iacseg.core.errors import InputError, ModelError
+from iacseg.io.volume import CTVolume
+from iacseg.core.grid import Grid
 from iacseg.models.nnunet_adapter import (NnUNetSpec, checkpoint_paths, context_margin_mm, is_nnunet_spec,
                                           load_checkpoint, model_folder, parse_nnunet_spec)
 from iacseg.train.nnunet_export import assign_splits, export_truth_cases
@@ -29,7 +30,8 @@ RAS_DIRECTION = (-1.0, 0, 0, 0, -1.0, 0, 0, 0, 1.0)  # i â†’ patient right, j â†
 def _truth_case(folder: Path, seed: int) -> dict[str, float]:
     """A tiny truth-layout case stored RAS-ordered; blobs of 600 HU carry segment labels. Returns its facts."""
     from iacseg.io.writers import write_image
-    from iacseg.outputs.markups import Landmark, write_landmarks
+    from iacseg.core.landmarks import Landmark
+    from iacseg.outputs.markups import write_landmarks
 
     rng = np.random.default_rng(seed)
     hu = rng.normal(20.0, 5.0, (10, 16, 14)).astype(np.float32)
@@ -339,7 +341,7 @@ def test_nnunet_probability_lands_on_the_ct_voxels_it_came_from(tmp_path, reader
 def test_segment_with_an_nnunet_model_writes_the_contract_outputs(tmp_path):
     import SimpleITK as sitk
 
-    from iacseg.contracts import LABELS_FILE, REPORT_JSON
+    from iacseg.core.contracts import LABELS_FILE, REPORT_JSON
     from iacseg.phantom import generate_cases
 
     (case,) = generate_cases(tmp_path / "truth", 70101, 1, slice_mm=2.5)

@@ -17,9 +17,9 @@ import pytest
 
 import iacseg.io
 from iacseg.cli.main import main
-from iacseg.contracts import REPORT_CSV, REPORT_JSON
-from iacseg.errors import InputError
-from iacseg.io import Grid
+from iacseg.core.contracts import REPORT_CSV, REPORT_JSON
+from iacseg.core.errors import InputError
+from iacseg.core.grid import Grid
 from iacseg.io.writers import write_image
 from iacseg.outputs import safety
 from iacseg.outputs.safety import RESULT_MARKER, check_output_folder

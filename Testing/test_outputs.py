@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from iacseg.contracts import (LABELS_FILE, LANDMARKS_FILE, REPORT_CSV, REPORT_JSON, SEGMENT_COLORS,
-                              SEGMENTATION_FILE, SEGMENTS)
-from iacseg.errors import InputError
-from iacseg.io.volume import Grid
+from iacseg.core.contracts import (LABELS_FILE, LANDMARKS_FILE, REPORT_CSV, REPORT_JSON, SEGMENT_COLORS,
+    SEGMENTATION_FILE, SEGMENTS)
+from iacseg.core.errors import InputError
+from iacseg.core.grid import Grid
 from iacseg.measure import measure_case
 from iacseg.outputs import terminology, writer
-from iacseg.outputs.markups import Landmark, read_landmarks
+from iacseg.core.landmarks import Landmark
+from iacseg.outputs.markups import read_landmarks
 from iacseg.outputs.report import build_report, report_csv_text
 from iacseg.outputs.safety import RESULT_MARKER
 from iacseg.outputs.segnrrd import read_segmentation_labels, write_segmentation_nrrd

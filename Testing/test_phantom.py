@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from iacseg.contracts import CALCIUM_HU, LANDMARKS, SEGMENTS
+from iacseg.core.contracts import CALCIUM_HU, LANDMARKS, SEGMENTS
 from iacseg.phantom import make_phantom, write_phantom
 from iacseg.phantom.anatomy import random_anatomy
 from iacseg.phantom.plaques import sample_plaques

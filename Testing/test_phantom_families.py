@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from iacseg.contracts import CALCIUM_HU, LANDMARK_KINDS
+from iacseg.core.contracts import CALCIUM_HU, LANDMARK_KINDS
 from iacseg.phantom import FAMILIES, RANDOMISED_FAMILIES, make_phantom, write_phantom
 from iacseg.phantom.appearance import correlated_noise
 from iacseg.phantom.style import draw_style, family_streams, resolve_family

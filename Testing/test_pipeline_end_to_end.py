@@ -11,8 +11,8 @@ import pytest
 import SimpleITK as sitk
 
 from iacseg.cli.main import main
-from iacseg.contracts import (LABELS_FILE, LANDMARKS, LANDMARKS_FILE, REPORT_CSV, REPORT_JSON, SEGMENTATION_FILE,
-                              SEGMENTS, TRUTH_LABELS_FILE)
+from iacseg.core.contracts import (LABELS_FILE, LANDMARKS, LANDMARKS_FILE, REPORT_CSV, REPORT_JSON,
+    SEGMENTATION_FILE, SEGMENTS, TRUTH_LABELS_FILE)
 from iacseg.outputs.markups import read_landmarks, write_landmarks
 
 

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from iacseg.anatomy import MidsagittalPlane
-from iacseg.outputs.markups import Landmark
+from iacseg.core.plane import MidsagittalPlane
+from iacseg.core.landmarks import Landmark
 from iacseg.preprocess import centroid_plane, head_mask, ica_region, ica_region_box, midsagittal_plane, skull_mask
 from test_preprocess_synthetic import SKULL_BASE_Z, make_head
 
@@ -88,7 +88,7 @@ def test_ica_region_without_landmarks_is_centred_on_the_skull_base(tilted_head_o
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_gives_the_same_plane_and_resampling_as_cpu(tilted_head_on_rest):
-    from iacseg.io.volume import Grid
+    from iacseg.core.grid import Grid
     from iacseg.preprocess import resample_to_grid
 
     s = tilted_head_on_rest

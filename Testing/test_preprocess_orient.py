@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from iacseg.errors import InputError
-from iacseg.io.volume import CTVolume, Grid
-from iacseg.preprocess import intensity_channels, resample_to_grid, resolve_device, to_axial_lps
+from iacseg.core.errors import InputError
+from iacseg.io.volume import CTVolume
+from iacseg.core.grid import Grid
+from iacseg.preprocess import intensity_channels, resample_to_grid, to_axial_lps
+from iacseg.core.device import resolve_device
 
 
 def rotation_about_x(deg: float) -> np.ndarray:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from iacseg.io.volume import CTVolume, Grid
+from iacseg.io.volume import CTVolume
+from iacseg.core.grid import Grid
 from iacseg.preprocess.hemisphere import plane_normal
 
 SKIN = np.array([75.0, 95.0, 82.0])   # semi-axes (mm) in the head frame: x left, y posterior, z superior

@@ -14,10 +14,11 @@ import torch
 
 from iacseg.batch import run_batch
 from iacseg.cli.main import main
-from iacseg.contracts import (LABELS_FILE, LANDMARKS, LANDMARKS_FILE, REPORT_CSV, REPORT_JSON, SEGMENTATION_FILE,
-                              SEGMENTS)
-from iacseg.errors import InputError
-from iacseg.io import CTVolume, Grid
+from iacseg.core.contracts import (LABELS_FILE, LANDMARKS, LANDMARKS_FILE, REPORT_CSV, REPORT_JSON,
+    SEGMENTATION_FILE, SEGMENTS)
+from iacseg.core.errors import InputError
+from iacseg.io import CTVolume
+from iacseg.core.grid import Grid
 from iacseg.io.writers import write_image
 from iacseg.mapping import check_landmark_order
 from iacseg.models.dst import DepthSequenceTransformer

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from iacseg.cli.main import main
-from iacseg.contracts import LABELS_FILE, LANDMARKS, LANDMARKS_FILE, REPORT_CSV, REPORT_JSON, SEGMENTATION_FILE
+from iacseg.core.contracts import LABELS_FILE, LANDMARKS, LANDMARKS_FILE, REPORT_CSV, REPORT_JSON, SEGMENTATION_FILE
 from iacseg.io import read_ct
 from iacseg.mapping import check_landmark_order
 from iacseg.outputs.markups import read_landmarks

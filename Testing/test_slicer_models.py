@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODULE = ROOT / "IACSegModule"
 sys.path[:0] = [str(MODULE), str(MODULE / "Testing")]
 
-import iacseg.locations  # noqa: E402
+import iacseg.core.locations  # noqa: E402
 import slicer_stand_ins as stand_ins  # noqa: E402
 from IACSegLib import engine  # noqa: E402
 from IACSegLib.models import find_models, iacseg_home, model_search_dirs, user_models_dir  # noqa: E402
@@ -38,21 +38,21 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_user_models_follow_iacseg_home_like_the_engine(home: Path) -> None:
-    assert iacseg_home() == iacseg.locations.iacseg_home() == home
-    assert user_models_dir() == iacseg.locations.user_models_dir() == home / "models"
+    assert iacseg_home() == iacseg.core.locations.iacseg_home() == home
+    assert user_models_dir() == iacseg.core.locations.user_models_dir() == home / "models"
     assert model_search_dirs(None)[0] == home / "models"
 
 
 def test_without_iacseg_home_the_user_models_are_in_the_home_folder(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("IACSEG_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert user_models_dir() == iacseg.locations.user_models_dir() == tmp_path / ".iacseg" / "models"
+    assert user_models_dir() == iacseg.core.locations.user_models_dir() == tmp_path / ".iacseg" / "models"
     monkeypatch.setenv("IACSEG_HOME", "")  # empty counts as unset, as in the engine
-    assert user_models_dir() == iacseg.locations.user_models_dir() == tmp_path / ".iacseg" / "models"
+    assert user_models_dir() == iacseg.core.locations.user_models_dir() == tmp_path / ".iacseg" / "models"
 
 
 def test_the_same_rule_applies_when_the_engine_cannot_be_imported(home, monkeypatch) -> None:
-    monkeypatch.setitem(sys.modules, "iacseg.locations", None)  # `from iacseg.locations import …` fails
+    monkeypatch.setitem(sys.modules, "iacseg.core.locations", None)  # `from iacseg.core.locations import …` fails
     assert iacseg_home() == home and user_models_dir() == home / "models"
     assert model_search_dirs(None) == [home / "models"]  # no engine: only the user's folder
     monkeypatch.setenv("IACSEG_HOME", str(home / "other"))
@@ -68,12 +68,12 @@ def test_the_list_holds_the_users_models_and_the_shipped_ones(home: Path) -> Non
     segmenters = {m.name: m for m in find_models(dirs, "segmenter")}
     assert set(segmenters) == {"my-unet", "unet-demo"}
     assert segmenters["my-unet"].path == home / "models" / "my-unet" and segmenters["my-unet"].title == "my-unet 9.0"
-    assert segmenters["unet-demo"].path.parent.resolve() == iacseg.locations.shipped_models_dir()
+    assert segmenters["unet-demo"].path.parent.resolve() == iacseg.core.locations.shipped_models_dir()
     assert {m.name for m in find_models(dirs, "landmarks")} == {"my-dst", "dst-demo"}
 
 
 def test_without_an_engine_folder_the_importable_engines_shipped_models_are_listed(home: Path) -> None:
-    assert model_search_dirs(None) == [home / "models", iacseg.locations.shipped_models_dir()]
+    assert model_search_dirs(None) == [home / "models", iacseg.core.locations.shipped_models_dir()]
     assert [m.name for m in find_models(model_search_dirs(None), "segmenter")] == ["unet-demo"]
 
 

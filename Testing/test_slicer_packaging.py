@@ -27,7 +27,7 @@ MODULE_DIR = ROOT / "IACSegModule"
 sys.path.insert(0, str(MODULE_DIR))
 
 from IACSegLib import engine, slicer_version  # noqa: E402
-from iacseg.contracts import SEGMENT_COLORS, SEGMENTS  # noqa: E402
+from iacseg.core.contracts import SEGMENT_COLORS, SEGMENTS  # noqa: E402
 from iacseg.outputs import terminology  # noqa: E402
 
 REQUIREMENTS = MODULE_DIR / "Resources" / "requirements.txt"

@@ -12,8 +12,8 @@ MODULE = Path(__file__).resolve().parents[1] / "IACSegModule"
 sys.path[:0] = [str(MODULE), str(MODULE / "Testing")]
 
 import fake_outputs as fake  # noqa: E402
-from iacseg.contracts import LANDMARKS, REPORT_JSON, SEGMENT_COLORS  # noqa: E402
-from iacseg.errors import InputError  # noqa: E402
+from iacseg.core.contracts import LANDMARKS, REPORT_JSON, SEGMENT_COLORS  # noqa: E402
+from iacseg.core.errors import InputError  # noqa: E402
 from IACSegLib.results import (QualityControl, carry_qc, landmark_slice, lesion_rows,  # noqa: E402
                                load_case_result, lps_to_ras, measure_rows, read_qc, segment_infos)
 

@@ -14,8 +14,8 @@ MODULE = Path(__file__).resolve().parents[1] / "IACSegModule"
 sys.path[:0] = [str(MODULE), str(MODULE / "Testing")]
 
 import fake_outputs as fake  # noqa: E402
-from iacseg.contracts import SEGMENT_IDS  # noqa: E402
-from iacseg.errors import InputError  # noqa: E402
+from iacseg.core.contracts import SEGMENT_IDS  # noqa: E402
+from iacseg.core.errors import InputError  # noqa: E402
 from iacseg.outputs.markups import read_landmarks  # noqa: E402
 from iacseg.store import CorrectionStore  # noqa: E402
 from IACSegLib.review import ReviewSession, save_correction  # noqa: E402

@@ -22,7 +22,7 @@ sys.path[:0] = [str(MODULE), str(MODULE / "Testing")]
 
 import engine_cases  # noqa: E402
 from slicercore_env import slicer_env  # noqa: E402,F401 — fixture
-from iacseg.contracts import LABELS_FILE, LANDMARKS, REPORT_JSON, SEGMENTATION_FILE, SEGMENTS  # noqa: E402
+from iacseg.core.contracts import LABELS_FILE, LANDMARKS, REPORT_JSON, SEGMENTATION_FILE, SEGMENTS  # noqa: E402
 
 RUNNER = MODULE / "Testing" / "slicercore_env.py"
 BATCH = MODULE / "batch.py"

@@ -21,7 +21,7 @@ sys.path[:0] = [str(MODULE), str(MODULE / "Testing")]
 
 import engine_cases  # noqa: E402
 from slicercore_env import slicer_env  # noqa: E402,F401 — fixture
-from iacseg.contracts import LANDMARKS, LANDMARKS_FILE, REPORT_JSON, SEGMENTS  # noqa: E402
+from iacseg.core.contracts import LANDMARKS, LANDMARKS_FILE, REPORT_JSON, SEGMENTS  # noqa: E402
 
 
 @pytest.fixture(scope="module")

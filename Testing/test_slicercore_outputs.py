@@ -22,8 +22,8 @@ sys.path[:0] = [str(MODULE), str(MODULE / "Testing")]
 import engine_cases  # noqa: E402
 import fake_outputs as fake  # noqa: E402
 from slicercore_env import slicer_env  # noqa: E402,F401 — fixture
-from iacseg.contracts import (LABELS_FILE, LANDMARKS, LANDMARKS_FILE, REPORT_JSON, SEGMENT_COLORS,  # noqa: E402
-                              SEGMENTATION_FILE, SEGMENTS)
+from iacseg.core.contracts import (LABELS_FILE, LANDMARKS, LANDMARKS_FILE, REPORT_JSON, SEGMENT_COLORS,
+    SEGMENTATION_FILE, SEGMENTS)
 from iacseg.outputs import terminology  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -27,8 +27,8 @@ import engine_cases  # noqa: E402
 import fake_outputs as fake  # noqa: E402
 import slicer_stand_ins as stand_ins  # noqa: E402
 from slicercore_env import slicer_env  # noqa: E402,F401 — fixture
-from iacseg.contracts import SEGMENT_IDS, SEGMENTS  # noqa: E402
-from iacseg.errors import InputError  # noqa: E402
+from iacseg.core.contracts import SEGMENT_IDS, SEGMENTS  # noqa: E402
+from iacseg.core.errors import InputError  # noqa: E402
 from iacseg.measure import measure_case  # noqa: E402
 from iacseg.relabel import relabel_arrays  # noqa: E402
 
@@ -42,7 +42,7 @@ def write_half_slice_output(folder: Path) -> Path:
     """The fake case with landmarks placed as the engine places them: each plane between two slices,
     z = z0 + (slice − 0.5)·sk, and ``slice`` in the report (L_petrolingual: z 9.5 mm, slice 10). Same labels."""
     from iacseg.measure import measure_case
-    from iacseg.outputs.markups import Landmark
+    from iacseg.core.landmarks import Landmark
     from iacseg.outputs.report import build_report
     from iacseg.outputs.writer import write_case_outputs
 

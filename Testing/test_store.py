@@ -14,8 +14,8 @@ from store_fixtures import (MODELS, SMALL_GRID, small_case, small_hu, small_labe
 
 from iacseg import __version__
 from iacseg.cli.main import main
-from iacseg.contracts import LANDMARKS
-from iacseg.errors import InputError
+from iacseg.core.contracts import LANDMARKS
+from iacseg.core.errors import InputError
 from iacseg.outputs.markups import read_landmarks
 from iacseg.relabel import read_label_map
 from iacseg.store import CorrectionStore

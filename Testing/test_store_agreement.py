@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from store_fixtures import write_engine_output
 
-from iacseg.contracts import LANDMARKS, SEGMENT_IDS, SEGMENTS
-from iacseg.io import Grid
-from iacseg.outputs.markups import Landmark
+from iacseg.core.contracts import LANDMARKS, SEGMENT_IDS, SEGMENTS
+from iacseg.core.grid import Grid
+from iacseg.core.landmarks import Landmark
 from iacseg.store.agreement import (format_agreement, pair_agreement, store_agreement, summarise_rows,
                                     write_agreement_csv)
 

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from store_fixtures import write_engine_output
 
-from iacseg.contracts import LANDMARKS, SEGMENT_IDS
-from iacseg.errors import InputError
-from iacseg.io import Grid
-from iacseg.outputs.markups import Landmark
+from iacseg.core.contracts import LANDMARKS, SEGMENT_IDS
+from iacseg.core.errors import InputError
+from iacseg.core.grid import Grid
+from iacseg.core.landmarks import Landmark
 from iacseg.phantom import Phantom, make_phantom, write_phantom
 from iacseg.store import CorrectionStore
 from iacseg.store import export as export_module

@@ -16,13 +16,14 @@ import pytest
 from store_fixtures import small_case, small_labels, small_landmarks, write_engine_output
 
 from iacseg.cli.main import main
-from iacseg.errors import InputError
+from iacseg.core.errors import InputError
 from iacseg.io import read_ct
 from iacseg.io.dicom_write import write_ct_series
 from iacseg.store import CorrectionStore
 from iacseg.store.anchor import ANCHOR_KEY, store_file_text
 from iacseg.store.ledger import canonical_text, entry_hash, read_ledger
-from iacseg.store.safety import host_tag, sha256_bytes, sha256_of
+from iacseg.store.safety import host_tag
+from iacseg.core.files import sha256_bytes, sha256_of
 
 EDIT = {"kind": "landmark_moved", "name": "L_petrolingual", "from_z_mm": 9.0, "to_z_mm": 11.0}
 

@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 from store_fixtures import small_case, small_labels, small_landmarks
 
-from iacseg.errors import InputError
+from iacseg.core.errors import InputError
 from iacseg.store import CorrectionStore
 from iacseg.store.deid import scrub_text
 from iacseg.store.ledger import read_ledger
-from iacseg.store.safety import atomic_write_text, store_lock
+from iacseg.core.files import write_text_atomic
+from iacseg.store.safety import store_lock
 
 # Saves corrections in a loop (or COUNT times; after GO_FILE exists if given) and prints one JSON line
 # [case, reader, version] after each.
@@ -192,8 +193,8 @@ def test_editing_or_removing_a_ledger_line_breaks_the_chain(two_case_store):
 
 def test_atomic_write_replaces_whole_files_and_leaves_no_temporary(tmp_path):
     target = tmp_path / "a" / "note.json"
-    atomic_write_text(target, "first")
-    atomic_write_text(target, "second")
+    write_text_atomic(target, "first")
+    write_text_atomic(target, "second")
     assert target.read_text() == "second" and os.listdir(target.parent) == ["note.json"]
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from iacseg.contracts import LANDMARKS
-from iacseg.errors import InputError
-from iacseg.io.volume import Grid
+from iacseg.core.contracts import LANDMARKS
+from iacseg.core.errors import InputError
+from iacseg.core.grid import Grid
 from iacseg.models.localiser import DEFAULT_LOCALISER_INPUT, landmark_target_slice, slice_to_plane_z
 from iacseg.train.augment import (LANDMARK_AUGMENT, SEGMENTER_AUGMENT, SegmenterAugmenter, ViewAugmenter,
                                   augment_settings, describe_augmentation)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from iacseg.errors import InputError
+from iacseg.core.errors import InputError
 from iacseg.models.registry import load_state
 from iacseg.train.common import next_version
 from iacseg.train.landmarks import train_landmarks

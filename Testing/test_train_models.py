@@ -4,11 +4,12 @@ import json
 
 import numpy as np
 
-from iacseg.anatomy import MidsagittalPlane
-from iacseg.contracts import LANDMARKS
-from iacseg.io.volume import CTVolume, Grid
+from iacseg.core.plane import MidsagittalPlane
+from iacseg.core.contracts import LANDMARKS
+from iacseg.io.volume import CTVolume
+from iacseg.core.grid import Grid
 from iacseg.models import CalcificationSegmenter, LandmarkLocaliser
-from iacseg.outputs.markups import Landmark
+from iacseg.core.landmarks import Landmark
 from iacseg.train.data import Case, landmark_slices
 from iacseg.train.landmarks import random_crop, LandmarkCase, train_landmarks
 from iacseg.train.segmenter import train_segmenter
@@ -80,7 +81,7 @@ def test_targets_follow_the_slice_convention_and_crops_keep_them():
 def test_fine_tuning_starts_from_the_parent_and_records_it(tmp_path):
     import pytest
 
-    from iacseg.errors import InputError
+    from iacseg.core.errors import InputError
     from iacseg.models.registry import load_state, sha256_file
 
     cases = [toy_case(s) for s in range(3)]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from iacseg.errors import InputError
+from iacseg.core.errors import InputError
 from iacseg.models.registry import load_state
 from iacseg.train.checkpoint import checkpoint_dir, interval
 from iacseg.train.landmarks import train_landmarks

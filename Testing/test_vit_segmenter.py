@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from iacseg.cli.main import main
-from iacseg.errors import InputError
+from iacseg.core.errors import InputError
 from iacseg.models.registry import find_models, load_model, load_state, save_model
 from iacseg.models.vit import MAE3D, VIT_CONFIGS, encoder_state
 from iacseg.models.vit.decoders import DECODERS, unetr_hidden_blocks
@@ -200,8 +200,8 @@ def test_cli_passes_the_vit_options_and_accepts_an_mae_as_init(mae_folder, tmp_p
 @pytest.mark.parametrize("arch", ["vit", "grcsf"])
 def test_segment_with_a_vit_or_grcsf_model_writes_the_contract_files(arch, toy_cases, mae_folder, tmp_path):
     # ~3 s each on one idle core: a tiny network, a 192² phantom at 5 mm, the shipped landmark model
-    from iacseg.contracts import (LABELS_FILE, LANDMARKS_FILE, PHANTOM_CT_FILE, REPORT_CSV, REPORT_JSON,
-                                  SEGMENTATION_FILE)
+    from iacseg.core.contracts import (LABELS_FILE, LANDMARKS_FILE, PHANTOM_CT_FILE, REPORT_CSV, REPORT_JSON,
+        SEGMENTATION_FILE)
     from iacseg.phantom import make_phantom, write_phantom
 
     run = {**RUN, "patch": (16, 32, 32)}

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from iacseg.contracts import LABELS_FILE, LANDMARKS_FILE, REPORT_CSV, REPORT_JSON, SEGMENTATION_FILE
+from iacseg.core.contracts import LABELS_FILE, LANDMARKS_FILE, REPORT_CSV, REPORT_JSON, SEGMENTATION_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "IACSegExtension" / "iacseg" / "models" / "shipped"
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 PROBE = """
 import json, sys
 import iacseg
-from iacseg.locations import shipped_models_dir
+from iacseg.core.locations import shipped_models_dir
 print(json.dumps({"file": iacseg.__file__, "shipped": str(shipped_models_dir()), "path": sys.path}))
 """
 

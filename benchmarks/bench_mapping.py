@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 
-from iacseg.anatomy import MidsagittalPlane
-from iacseg.io.volume import Grid
+from iacseg.core.plane import MidsagittalPlane
+from iacseg.core.grid import Grid
 from iacseg.mapping import segment_labels
 
 

@@ -20,10 +20,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "IACSegModule"))
 
-from iacseg.anatomy import MidsagittalPlane  # noqa: E402
-from iacseg.contracts import LANDMARKS  # noqa: E402
-from iacseg.io.volume import Grid  # noqa: E402
-from iacseg.outputs.markups import Landmark  # noqa: E402
+from iacseg.core.plane import MidsagittalPlane  # noqa: E402
+from iacseg.core.contracts import LANDMARKS  # noqa: E402
+from iacseg.core.grid import Grid  # noqa: E402
+from iacseg.core.landmarks import Landmark  # noqa: E402
 from iacseg.relabel import relabel_arrays  # noqa: E402
 from IACSegLib.review import ReviewSession  # noqa: E402
 

@@ -354,11 +354,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import torch
 
-    from iacseg.preprocess.device import as_device
+    from iacseg.core.device import resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = str(as_device(args.device))
+    device = str(resolve_device(args.device))
     t0 = time.time()
     commit = git_commit()  # the code that runs (later commits during a long run do not count)
     run = Comparison(settings, out, device, args.resume)

@@ -51,7 +51,7 @@ def run_case(ct: Path, out: Path, device: str, segmenter: str | None = None, lan
 
 def check_output(out: Path) -> dict:
     """Every contract file, landmarks in order, a QC status: ``{"ok", "qc_status", "qc_codes", "not_assessable", …}``."""
-    from iacseg.contracts import LABELS_FILE, LANDMARKS_FILE, REPORT_CSV, REPORT_JSON, SEGMENTATION_FILE
+    from iacseg.core.contracts import LABELS_FILE, LANDMARKS_FILE, REPORT_CSV, REPORT_JSON, SEGMENTATION_FILE
     from iacseg.mapping import check_landmark_order
     from iacseg.outputs.markups import read_landmarks
 

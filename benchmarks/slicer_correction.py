@@ -46,11 +46,11 @@ HEIGHTS = {"L_carotid_canal": -60.0, "L_petrolingual": -40.0, "L_anterior_clinoi
 
 def build_case(root: Path, lesions_per_side: int, seed: int):
     """Write the CT and the engine's output folder; returns (CT path, output folder, painted blobs for "add")."""
-    from iacseg.anatomy import MidsagittalPlane
-    from iacseg.io.volume import Grid
+    from iacseg.core.plane import MidsagittalPlane
+    from iacseg.core.grid import Grid
     from iacseg.io.writers import write_image
     from iacseg.measure import measure_case
-    from iacseg.outputs.markups import Landmark
+    from iacseg.core.landmarks import Landmark
     from iacseg.outputs.report import build_report
     from iacseg.outputs.writer import write_case_outputs
     from iacseg.relabel import relabel_arrays
@@ -240,7 +240,7 @@ def check_scene(logic) -> int:
     """The segmentation equals the session's labels voxel for voxel; returns the layer count."""
     import slicer
 
-    from iacseg.contracts import SEGMENTS
+    from iacseg.core.contracts import SEGMENTS
 
     node, session = logic.segmentationNode, logic.session
     segmentation = node.GetSegmentation()

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .contracts import PHANTOM_CT_FILE, PHANTOM_DICOM_DIR, REPORT_JSON, SEGMENTS
-from .errors import IACSegError, InputError
-from .outputs.atomic import write_text_atomic
+from .core.contracts import PHANTOM_CT_FILE, PHANTOM_DICOM_DIR, REPORT_JSON, SEGMENTS
+from .core.errors import IACSegError, InputError
+from .core.files import write_text_atomic
 from .pipeline import SegmentOptions, check_models, segment_case
-from .progress import Progress, no_progress
+from .core.progress import Progress, no_progress
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 SUMMARY_FILE = "summary.csv"

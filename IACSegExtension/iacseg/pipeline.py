@@ -14,12 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from .anatomy import MidsagittalPlane
-from .contracts import CALCIUM_HU
-from .errors import InputError
-from .io.volume import CTVolume, Grid
-from .outputs.markups import Landmark, landmark_heights
-from .progress import Progress, no_progress
+from .core.plane import MidsagittalPlane
+from .core.contracts import CALCIUM_HU
+from .core.errors import InputError
+from .io.volume import CTVolume
+from .core.grid import Grid
+from .core.landmarks import Landmark, landmark_heights
+from .core.progress import Progress, no_progress
 
 
 @dataclass
@@ -128,7 +129,8 @@ def segment_volume(vol: CTVolume, options: SegmentOptions, progress: Progress = 
     from .models import (CalcificationSegmenter, LandmarkLocaliser, NnUNetSegmenter, calcium_mask, is_nnunet_spec,
                          resolve_model)
     from .preprocess import (analyse_head, ica_region, landmark_prior, midsagittal_plane, outside_ica_corridor,
-                             resolve_device, to_axial_lps)
+        to_axial_lps)
+    from .core.device import resolve_device
     from .quality import refuse_unprocessable
 
     threshold = parse_threshold(options.threshold)

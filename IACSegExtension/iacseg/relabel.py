@@ -11,11 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from .anatomy import MidsagittalPlane
-from .contracts import REPORT_JSON
-from .errors import InputError
-from .io.volume import Grid
-from .outputs.markups import Landmark, landmark_heights, read_landmarks
+from .core.plane import MidsagittalPlane
+from .core.contracts import REPORT_JSON
+from .core.errors import InputError
+from .core.grid import Grid
+from .core.landmarks import Landmark, landmark_heights
+from .outputs.markups import read_landmarks
 
 
 def read_label_map(path: str | Path) -> tuple[np.ndarray, Grid]:

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from iacseg.batch import BatchCase, discover_cases
-from iacseg.contracts import REPORT_JSON
-from iacseg.errors import IACSegError
+from iacseg.core.contracts import REPORT_JSON
+from iacseg.core.errors import IACSegError
 from iacseg.outputs.safety import is_result_folder
 
 from .parameters import DEVICES, ParameterError, SegmentParameters, engine_command, parse_threshold_text

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from iacseg.errors import InputError
+from iacseg.core.errors import InputError
 from iacseg.store import CorrectionStore
 from iacseg.store.layout import STORE_FILE
 

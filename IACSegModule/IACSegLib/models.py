@@ -10,15 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-#: The shipped models inside an ``iacseg`` package folder (package data; `iacseg.locations.SHIPPED_MODELS`).
+#: The shipped models inside an ``iacseg`` package folder (package data; `iacseg.core.locations.SHIPPED_MODELS`).
 SHIPPED_MODELS = Path("iacseg") / "models" / "shipped"
 
 
 def iacseg_home() -> Path:
-    """``$IACSEG_HOME`` or ``~/.iacseg``, read when called: the engine's `iacseg.locations.iacseg_home` when the
+    """``$IACSEG_HOME`` or ``~/.iacseg``, read when called: the engine's `iacseg.core.locations.iacseg_home` when the
     engine is importable (torch-free), the same rule otherwise."""
     try:
-        from iacseg.locations import iacseg_home as engine_home
+        from iacseg.core.locations import iacseg_home as engine_home
     except ImportError:
         return Path(os.environ.get("IACSEG_HOME") or "~/.iacseg").expanduser()
     return engine_home()
@@ -32,7 +32,7 @@ def user_models_dir() -> Path:
 def _engine_shipped_models() -> Path | None:
     """The shipped models of the importable engine (pip-installed or already on ``sys.path``), if any."""
     try:
-        from iacseg.locations import shipped_models_dir
+        from iacseg.core.locations import shipped_models_dir
     except ImportError:
         return None
     return shipped_models_dir()

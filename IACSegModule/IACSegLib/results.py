@@ -15,12 +15,13 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from iacseg.anatomy import MidsagittalPlane
-from iacseg.contracts import (LABELS_FILE, LANDMARKS_FILE, REPORT_JSON, SEGMENT_COLORS, SEGMENTATION_FILE,
-                              SEGMENTS)
-from iacseg.errors import InputError
-from iacseg.io.volume import Grid
-from iacseg.outputs.markups import Landmark, read_landmarks
+from iacseg.core.plane import MidsagittalPlane
+from iacseg.core.contracts import (LABELS_FILE, LANDMARKS_FILE, REPORT_JSON, SEGMENT_COLORS, SEGMENTATION_FILE,
+    SEGMENTS)
+from iacseg.core.errors import InputError
+from iacseg.core.grid import Grid
+from iacseg.core.landmarks import Landmark
+from iacseg.outputs.markups import read_landmarks
 
 REQUIRED_FILES = (LABELS_FILE, LANDMARKS_FILE, REPORT_JSON)
 _SIDE_WORD = {"L": "left", "R": "right"}

@@ -21,13 +21,13 @@ from typing import Any, Callable, Mapping
 import numpy as np
 from scipy import ndimage
 
-from iacseg.anatomy import MidsagittalPlane
-from iacseg.contracts import SEGMENT_IDS, SEGMENTS
-from iacseg.errors import InputError
-from iacseg.io.volume import Grid
+from iacseg.core.plane import MidsagittalPlane
+from iacseg.core.contracts import SEGMENT_IDS, SEGMENTS
+from iacseg.core.errors import InputError
+from iacseg.core.grid import Grid
 from iacseg.mapping import voxel_segment_labels
 from iacseg.mapping.sparse import flat_nonzero
-from iacseg.outputs.markups import Landmark
+from iacseg.core.landmarks import Landmark
 
 LANDMARK_MOVED = "landmark_moved"
 LESION_REASSIGNED = "lesion_reassigned"

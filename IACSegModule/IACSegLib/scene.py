@@ -17,8 +17,8 @@ from typing import Mapping
 import numpy as np
 
 import slicer
-from iacseg.errors import InputError
-from iacseg.outputs.markups import Landmark
+from iacseg.core.errors import InputError
+from iacseg.core.landmarks import Landmark
 
 from .results import CaseResult, lps_to_ras, segment_infos
 

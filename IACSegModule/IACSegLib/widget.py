@@ -18,8 +18,8 @@ import numpy as np
 import qt
 
 import slicer
-from iacseg.contracts import LANDMARKS, SEGMENTS
-from iacseg.errors import IACSegError
+from iacseg.core.contracts import LANDMARKS, SEGMENTS
+from iacseg.core.errors import IACSegError
 
 from .models import find_models, model_search_dirs, user_models_dir
 from .parameters import TRAIN_TARGETS, ParameterError, TrainParameters

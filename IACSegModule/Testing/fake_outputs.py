@@ -17,10 +17,10 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from iacseg.anatomy import MidsagittalPlane
-from iacseg.contracts import LANDMARKS, SEGMENT_IDS
-from iacseg.io.volume import Grid
-from iacseg.outputs.markups import Landmark
+from iacseg.core.plane import MidsagittalPlane
+from iacseg.core.contracts import LANDMARKS, SEGMENT_IDS
+from iacseg.core.grid import Grid
+from iacseg.core.landmarks import Landmark
 
 GRID = Grid((20, 32, 32), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
 PLANE = MidsagittalPlane((15.5, 16.0, 10.0), (1.0, 0.0, 0.0), "test")

@@ -27,7 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from iacseg.contracts import LANDMARK_KINDS, LANDMARKS, SEGMENT_COLORS, SEGMENTS  # noqa: E402
+from iacseg.core.contracts import LANDMARK_KINDS, LANDMARKS, SEGMENT_COLORS, SEGMENTS  # noqa: E402
 
 BACKGROUND = "#1b1b1f"
 TEXT = "#e8e8e8"

@@ -42,7 +42,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.write:
         write_calibration(report["model"]["path"], report)
     if args.output:
-        from ..outputs.atomic import write_text_atomic
+        from ..core.files import write_text_atomic
 
         write_text_atomic(args.output, json.dumps(report, indent=2, default=float))
     if args.png:

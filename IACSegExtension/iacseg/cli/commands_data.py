@@ -10,7 +10,7 @@ from .progress_view import PROGRESS_MODES, make_progress
 
 
 def cmd_phantom(args: argparse.Namespace) -> int:
-    from ..errors import InputError
+    from ..core.errors import InputError
     from ..outputs.safety import check_phantom_output
     from ..phantom.generate import case_name, generate_cases
 
@@ -36,7 +36,7 @@ def cmd_phantom(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ..errors import InputError
+    from ..core.errors import InputError
     from ..evaluate import evaluate_folders, format_summary
 
     if args.bootstrap < 1:
@@ -55,7 +55,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
         result["plots"] = evaluation_plots(Path(args.plots), result)
     if args.output:
-        from ..outputs.atomic import write_text_atomic
+        from ..core.files import write_text_atomic
 
         write_text_atomic(args.output, json.dumps(result, indent=2, default=float))
     print(format_summary(result))

@@ -13,7 +13,7 @@ from .progress_view import PROGRESS_MODES, make_progress
 
 def _default_paths() -> dict[str, str]:
     """Resolved folder of the default model of each kind (promoted, else the shipped demo), when it exists."""
-    from ..errors import ModelError
+    from ..core.errors import ModelError
     from ..models.registry import KINDS, resolve_model
 
     out = {}
@@ -26,7 +26,7 @@ def _default_paths() -> dict[str, str]:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from ..errors import ModelError
+    from ..core.errors import ModelError
     from ..models import find_models
     from ..models.registry import describe_model
 
@@ -82,7 +82,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
     """Trainer keyword arguments from the options given (absent options keep the trainer's defaults)."""
-    from ..errors import InputError
+    from ..core.errors import InputError
 
     if args.what == "landmarks" and (args.patch is not None or args.steps_per_epoch is not None):
         raise InputError("--patch and --steps-per-epoch are segmenter options; a landmarks epoch is every "
@@ -103,7 +103,7 @@ def _hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
 
 def _checkpoint_every(text: str | None) -> str | int | None:
     """--checkpoint-every: "epoch", "none" or a number of optimiser steps."""
-    from ..errors import InputError
+    from ..core.errors import InputError
 
     if text is None or text in ("epoch", "none"):
         return text
@@ -123,7 +123,7 @@ def training_data(args: argparse.Namespace, purpose: str = "training",
                   min_phantoms: int = 2) -> tuple[Any, dict[str, Any] | None]:
     """``(data, phantom_options)`` from --data or --phantoms (``purpose`` names the data in the errors; a
     training run holds one phantom out for validation, so it needs ``min_phantoms`` 2)."""
-    from ..errors import InputError
+    from ..core.errors import InputError
 
     if args.data is not None:
         data = Path(args.data)
@@ -142,7 +142,7 @@ def _checked_init(args: argparse.Namespace) -> Path | None:
     """The --init model folder (for --from-store: the default model when none is given), fully checked
     (`iacseg.models.registry.check_model_folder`: config, weights file, shapes) and of a kind that can start the
     training; None for a fresh training."""
-    from ..errors import InputError
+    from ..core.errors import InputError
     from ..models import resolve_model
     from ..models.registry import check_model_folder
 
@@ -159,7 +159,7 @@ def _checked_init(args: argparse.Namespace) -> Path | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ..errors import InputError
+    from ..core.errors import InputError
     from ..models.output_folder import check_model_output
     from ..train.distributed import is_main
 

@@ -12,7 +12,7 @@ from .progress_view import PROGRESS_MODES, make_progress
 
 def _pretraining_data(args: argparse.Namespace) -> tuple[Any, dict[str, Any] | None]:
     """``(data, phantom_options)`` from exactly one of --data or --phantoms."""
-    from ..errors import InputError
+    from ..core.errors import InputError
     from .commands_models import training_data
 
     if (args.data is None) == (args.phantoms is None):
@@ -49,7 +49,7 @@ _COMMON = ("epochs", "steps_per_epoch", "batch", "lr", "device", "seed")
 
 
 def cmd_pretrain_mae(args: argparse.Namespace) -> int:
-    from ..errors import InputError
+    from ..core.errors import InputError
 
     hp = _given(args, _COMMON + ("config", "patch", "mask_ratio", "name"))
     if args.roi is not None:
@@ -60,7 +60,7 @@ def cmd_pretrain_mae(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain_desd(args: argparse.Namespace) -> int:
-    from ..errors import InputError
+    from ..core.errors import InputError
 
     hp = _given(args, _COMMON + ("name",))
     if args.patch is not None:

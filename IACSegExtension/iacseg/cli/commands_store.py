@@ -89,7 +89,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _parse_approve(text: str) -> tuple[str, int]:
-    from ..errors import InputError
+    from ..core.errors import InputError
 
     reader, _, version = text.rpartition(":")
     version = version.lstrip("vV")

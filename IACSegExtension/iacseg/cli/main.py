@@ -9,7 +9,7 @@ import traceback
 from typing import Callable, Sequence
 
 from .. import __version__
-from ..errors import IACSegError
+from ..core.errors import IACSegError
 
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
 

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Callable, TextIO
 
-from ..progress import Progress, no_progress
+from ..core.progress import Progress, no_progress
 
 PROGRESS_MODES = ("bar", "jsonl", "none")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from ..errors import InputError
+from ..core.errors import InputError
 
 #: options (argparse dest) that count or size something and must be at least 1 when given
 POSITIVE_INTS = ("count", "epochs", "steps_per_epoch", "batch", "phantoms", "matrix", "phantom_matrix", "patch",

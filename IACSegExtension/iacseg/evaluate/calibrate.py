@@ -21,9 +21,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..contracts import CALCIUM_HU, PHANTOM_CT_FILE, PHANTOM_DICOM_DIR, TRUTH_LABELS_FILE
-from ..errors import InputError
-from ..progress import Progress, no_progress
+from ..core.contracts import CALCIUM_HU, PHANTOM_CT_FILE, PHANTOM_DICOM_DIR, TRUTH_LABELS_FILE
+from ..core.errors import InputError
+from ..core.progress import Progress, no_progress
 from .bootstrap import bland_altman
 
 #: Candidate thresholds when none are given: 0.01, 0.02, …, 0.99.
@@ -234,9 +234,9 @@ def write_calibration(model_dir: str | Path, report: Mapping[str, Any]) -> dict[
     the previous threshold is kept in the record. Returns the new config. Raises `ModelError` when the weights
     are not the ones the report calibrated (their SHA-256 differs). Nothing but config.json is written.
     """
-    from ..errors import ModelError
+    from ..core.errors import ModelError
     from ..models.registry import CONFIG_FILE, WEIGHTS_FILE, read_config, sha256_file
-    from ..outputs.atomic import write_text_atomic
+    from ..core.files import write_text_atomic
 
     model_dir = Path(model_dir)
     weights_before = sha256_file(model_dir / WEIGHTS_FILE)

@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from ..contracts import LABELS_FILE, LANDMARKS_FILE, REPORT_JSON, SEGMENTS, TRUTH_LABELS_FILE, TRUTH_LANDMARKS_FILE
-from ..errors import IACSegError, InputError
-from ..progress import Progress, no_progress
+from ..core.contracts import (LABELS_FILE, LANDMARKS_FILE, REPORT_JSON, SEGMENTS, TRUTH_LABELS_FILE,
+    TRUTH_LANDMARKS_FILE)
+from ..core.errors import IACSegError, InputError
+from ..core.progress import Progress, no_progress
 from .bootstrap import bland_altman, metric_intervals
 from .breakdown import by_lesion_size, by_slice_thickness, lesion_detection, risk_group_accuracy
 from ..outputs.writer import labelled_volume_mm3
@@ -89,7 +90,8 @@ def evaluate_case(pred_case: Path, truth_case: Path) -> dict[str, Any]:
     """Metrics of one case (see `iacseg.evaluate.metrics`); raises `IACSegError` subclasses on unusable input."""
     import SimpleITK as sitk
 
-    from ..outputs.markups import landmark_heights, read_landmarks
+    from ..core.landmarks import landmark_heights
+    from ..outputs.markups import read_landmarks
 
     truth_img = _read_labels(truth_case / TRUTH_LABELS_FILE)
     pred_img = _read_labels(pred_case / LABELS_FILE)

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..contracts import SEGMENTS
+from ..core.contracts import SEGMENTS
 
 
 def overlap_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:

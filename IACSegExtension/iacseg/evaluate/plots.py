@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..contracts import SEGMENTS
+from ..core.contracts import SEGMENTS
 from .bootstrap import bland_altman
 
 
@@ -25,7 +25,7 @@ def _figure(width_in: float, height_in: float) -> Any:
 
 
 def _save(fig: Any, path: str | Path) -> Path:
-    from ..outputs.atomic import atomic_file
+    from ..core.files import atomic_file
 
     path = Path(path)
     with atomic_file(path, suffix=".png") as tmp:

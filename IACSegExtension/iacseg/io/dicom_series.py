@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ..progress import Progress, no_progress
+from ..core.errors import InputError
+from ..core.progress import Progress, no_progress
 from .paths import describe_skipped, open_regular, shown, walk_regular_files
 
 NOT_DICOM_SUFFIXES = {".txt", ".json", ".csv", ".xml", ".nii", ".gz", ".nrrd", ".nhdr", ".mha", ".mhd",

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ..progress import Progress, no_progress
+from ..core.errors import InputError
+from ..core.progress import Progress, no_progress
 from .dicom_series import IOP_TOLERANCE, SeriesCandidate, group_series, scan_folder, select_series
 from .identity import IDENTITY_KEY, IdentityStrings, identity_strings
 from .paths import describe_skipped, open_regular, shown

@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import InputError
+from ..core.errors import InputError
 
 
 def shown(path: str | os.PathLike) -> str:

@@ -11,15 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ..progress import Progress, no_progress
+from ..core.errors import InputError
+from ..core.progress import Progress, no_progress
 from .dicom_series import read_slice_header
 from .dicom_stack import read_dicom_series
 from .nifti_check import check_nifti_data
 from .library_warnings import capture_library_warnings, capture_native_stderr
 from .paths import itk_path, open_regular, shown
 from .validate import check_direction, check_image_header, check_readable, check_voxels, map_padding_to_air
-from .volume import CTVolume, Grid, grid_from_sitk
+from .volume import CTVolume, grid_from_sitk
+from ..core.grid import Grid
 
 FORMAT_NAMES = {"nifti": "NIfTI", "nrrd": "NRRD", "metaimage": "MetaImage"}
 IMAGE_FORMATS = {".nii.gz": "nifti", ".nii": "nifti", ".nrrd": "nrrd", ".nhdr": "nrrd",

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..progress import Progress, no_progress
-from .volume import Grid
+from ..core.progress import Progress, no_progress
+from ..core.grid import Grid
 
 AIR_HU = -1024.0
 GAP_TOLERANCE = 0.01  # relative: gaps within 1 % of the median count as equal

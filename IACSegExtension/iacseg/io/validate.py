@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..core.errors import InputError
 from .paths import shown
 
 MAX_IN_PLANE = 2048  # voxels per row / column

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..outputs.atomic import atomic_file
-from .volume import Grid, array_to_sitk
+from ..core.files import atomic_file
+from ..core.grid import Grid
+from .volume import array_to_sitk
 
 
 def write_image(path: str | Path, array: np.ndarray, grid: Grid, compress: bool = True) -> Path:

@@ -17,10 +17,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..anatomy import MidsagittalPlane
-from ..contracts import ICA_PARTS, LANDMARK_KINDS, LANDMARKS, SIDES, segment_id
-from ..errors import InputError
-from ..io.volume import Grid
+from ..core.plane import MidsagittalPlane
+from ..core.contracts import ICA_PARTS, LANDMARK_KINDS, LANDMARKS, SIDES, segment_id
+from ..core.errors import InputError
+from ..core.grid import Grid
 from .sparse import flat_nonzero
 
 _SIDE_WORDS = {"L": "left", "R": "right"}

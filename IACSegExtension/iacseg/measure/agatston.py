@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ..contracts import CALCIUM_HU
+from ..core.contracts import CALCIUM_HU
 
 REFERENCE_SLICE_MM = 3.0
 MIN_LESION_AREA_MM2 = 1.0

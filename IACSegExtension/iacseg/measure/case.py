@@ -19,8 +19,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..contracts import CALCIUM_HU, SEGMENTS
-from ..io.volume import Grid
+from ..core.contracts import CALCIUM_HU, SEGMENTS
+from ..core.grid import Grid
 from ..mapping.sparse import nonzero_kji
 from .agatston import MIN_LESION_AREA_MM2, REFERENCE_SLICE_MM, agatston_by_label
 from .lesions import lesion_stats, lesion_table

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from ..contracts import SEGMENTS
-from ..io.volume import Grid
+from ..core.contracts import SEGMENTS
+from ..core.grid import Grid
 
 _FULL_26 = np.ones((3, 3, 3), dtype=bool)
 

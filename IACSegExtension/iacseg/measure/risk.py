@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from ..errors import InputError
+from ..core.errors import InputError
 
 DEFAULT_CUTPOINTS_MM3: tuple[float, float] = (30.0, 100.0)
 DEFAULT_GROUPS: tuple[str, ...] = ("low", "moderate", "high")

@@ -14,8 +14,8 @@ import math
 from pathlib import Path
 from typing import Any, Callable
 
-from ..contracts import LANDMARKS
-from ..errors import ModelError
+from ..core.contracts import LANDMARKS
+from ..core.errors import ModelError
 
 #: The network architectures each kind of model folder may hold.
 KIND_ARCHITECTURES: dict[str, tuple[str, ...]] = {

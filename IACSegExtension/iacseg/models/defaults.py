@@ -18,8 +18,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import ModelError
-from ..locations import iacseg_home
+from ..core.errors import ModelError
+from ..core.locations import iacseg_home
 
 DEFAULTS_FILE = "defaults.json"
 FORMAT = "iacseg-model-defaults"
@@ -59,7 +59,7 @@ def read_defaults() -> dict[str, Any]:
 
 
 def _write(data: dict[str, Any]) -> None:
-    from ..outputs.atomic import write_text_atomic
+    from ..core.files import write_text_atomic
 
     write_text_atomic(defaults_path(), json.dumps(data, indent=2) + "\n")
 

@@ -59,7 +59,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ..errors import InputError
+from ..core.errors import InputError
 from .grcsf_blocks import DoubleConv, GlobalCompensationUnit, RegionalCompensationUnit
 from .unet import stride_product
 from .vit.mae import MAE3D, residual_maps

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..io.volume import Grid
+from ..core.grid import Grid
 from ..preprocess.intensity import intensity_channels
 
 

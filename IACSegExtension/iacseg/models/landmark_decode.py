@@ -12,7 +12,7 @@ six at once, exactly, as the most probable configuration of a small graphical mo
   (`iacseg.preprocess.landmark_prior`: a Gaussian in mm per landmark, mixed with a uniform share
   ``PRIOR_OUTLIER`` so that a wrong anchor cannot overrule a confident network) when there is one;
 * **order and gaps** (hard): on each side carotid canal < petrolingual < anterior clinoid with gaps inside
-  `iacseg.anatomy.LANDMARK_GAPS_MM` (at least one slice);
+  `iacseg.core.anatomy.LANDMARK_GAPS_MM` (at least one slice);
 * **left–right consistency**: at each level the left and right heights differ by the head's roll
   (`expected_left_minus_right_mm`) within a Gaussian of ``LANDMARK_LR_TOLERANCE_MM`` and at most twice that.
 
@@ -31,8 +31,8 @@ from typing import Mapping
 
 import numpy as np
 
-from ..anatomy import LANDMARK_GAPS_MM, LANDMARK_LR_TOLERANCE_MM, expected_left_minus_right_mm
-from ..contracts import LANDMARK_KINDS, SIDES
+from ..core.anatomy import LANDMARK_GAPS_MM, LANDMARK_LR_TOLERANCE_MM, expected_left_minus_right_mm
+from ..core.contracts import LANDMARK_KINDS, SIDES
 
 EPSILON = 0.05
 OUTSIDE_VIEW = 0.5    # likelihood ratio of a slice the network did not see

@@ -7,14 +7,8 @@ from typing import Any, ClassVar
 
 import torch
 
+from ..core.device import resolve_device
 from .registry import load_model
-
-
-def as_device(device: torch.device | str | None) -> torch.device:
-    """``None`` → CPU; anything else through `iacseg.preprocess.resolve_device` ("auto", "cpu", "cuda:N")."""
-    from ..preprocess.device import resolve_device
-
-    return torch.device("cpu") if device is None else resolve_device(device)
 
 
 class LoadedModel:
@@ -24,7 +18,7 @@ class LoadedModel:
     default_input: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, module: torch.nn.Module, config: dict[str, Any], device: torch.device | str | None = None):
-        self.device = as_device(device)
+        self.device = resolve_device(device)
         self.module = module.to(self.device).eval()
         self.config = config
         self.input_cfg: dict[str, Any] = {**self.default_input, **config.get("input", {})}
@@ -32,7 +26,7 @@ class LoadedModel:
     @classmethod
     def load(cls, model_dir: str | Path, device: torch.device | str | None = None):
         """Load a model folder of this kind (safetensors only; `ModelError` otherwise)."""
-        module, config = load_model(model_dir, as_device(device), kind=cls.kind)
+        module, config = load_model(model_dir, resolve_device(device), kind=cls.kind)
         return cls(module, config, device)
 
     @property

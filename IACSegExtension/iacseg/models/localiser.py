@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..anatomy import MidsagittalPlane
-from ..contracts import LANDMARKS
+from ..core.plane import MidsagittalPlane
+from ..core.contracts import LANDMARKS
 from ..io.volume import CTVolume
-from ..outputs.markups import Landmark
-from ..progress import Progress, no_progress
+from ..core.landmarks import Landmark
+from ..core.progress import Progress, no_progress
 from .dst import decode_slices
 from .landmark_decode import candidate_range, decode_landmarks, network_log_likelihood
 from .inputs import axial_view_indices, sample_axial_view, window_channels

@@ -36,10 +36,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import InputError, ModelError
-from ..io.volume import CTVolume, Grid
-from ..progress import Progress, no_progress
-from .loaded import as_device
+from ..core.errors import InputError, ModelError
+from ..io.volume import CTVolume
+from ..core.grid import Grid
+from ..core.progress import Progress, no_progress
+from ..core.device import resolve_device
 from .registry import sha256_file
 from .segmenter import expand_box
 
@@ -264,7 +265,7 @@ class NnUNetSegmenter:
         """Load ``nnunet:PATH[,…]`` (or a parsed spec) on ``device``; `ModelError`/`InputError` when unusable."""
         spec = parse_nnunet_spec(spec) if isinstance(spec, str) else spec
         require_nnunetv2()
-        dev = as_device(device)
+        dev = resolve_device(device)
         folder = model_folder(spec.folder)
         paths = checkpoint_paths(folder, spec)
         try:

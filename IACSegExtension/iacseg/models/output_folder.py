@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..errors import InputError
+from ..core.errors import InputError
 from ..outputs.safety import (MIB, check_free_space, check_location, check_name_length, check_replaceable,
                               check_writable)
 from .registry import CARD_FILE, CONFIG_FILE, KINDS, PRETRAINED_KINDS, WEIGHTS_FILE

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ..contracts import CALCIUM_HU
+from ..core.contracts import CALCIUM_HU
 
 
 def calcium_mask(prob: np.ndarray, hu: np.ndarray, threshold: float, min_hu: float = CALCIUM_HU) -> np.ndarray:

@@ -6,7 +6,7 @@ field of view…), ``threshold``, training data description and hash, metrics, `
 
 Search path for model names (first match wins): ``$IACSEG_MODEL_PATH`` (os.pathsep-separated folders),
 ``$IACSEG_HOME/models`` (default ``~/.iacseg/models``), then the shipped models, package data in
-``iacseg/models/shipped/`` (`iacseg.locations`).
+``iacseg/models/shipped/`` (`iacseg.core.locations`).
 The default model of each kind (used when none is named) is set by `iacseg.models.defaults`.
 """
 
@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 from torch import nn
 
-from ..errors import ModelError
-from ..outputs.atomic import atomic_folder, write_text_atomic
+from ..core.errors import ModelError
+from ..core.files import atomic_folder, write_text_atomic
 
 if TYPE_CHECKING:
     from .weights_file import Header
@@ -64,7 +64,7 @@ def sha256_file(path: str | Path) -> str:
 
 def search_path() -> list[Path]:
     """Folders searched for model names, in order."""
-    from ..locations import shipped_models_dir, user_models_dir
+    from ..core.locations import shipped_models_dir, user_models_dir
 
     dirs = [Path(p).expanduser() for p in os.environ.get("IACSEG_MODEL_PATH", "").split(os.pathsep) if p]
     dirs.append(user_models_dir())

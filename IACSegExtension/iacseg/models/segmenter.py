@@ -11,9 +11,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..contracts import CALCIUM_HU
+from ..core.contracts import CALCIUM_HU
 from ..io.volume import CTVolume
-from ..progress import Progress, no_progress
+from ..core.progress import Progress, no_progress
 from .inputs import window_channels
 from .loaded import LoadedModel
 from .sliding import sliding_window_proba

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from ..progress import Progress, no_progress
+from ..core.progress import Progress, no_progress
 
 
 def window_starts(size: int, window: int, overlap: float) -> list[int]:

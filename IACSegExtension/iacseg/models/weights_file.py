@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import torch
 
-from ..errors import ModelError
+from ..core.errors import ModelError
 
 #: Bytes per element of each safetensors dtype.
 DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,

@@ -1,9 +1,8 @@
 """outputs stage: the contract files of an output folder (label map, .seg.nrrd, markups, report), atomically."""
 
-from .markups import Landmark, landmark_heights, read_landmarks, write_landmarks
+from .markups import read_landmarks, write_landmarks
 
-__all__ = ["Landmark", "build_report", "landmark_heights", "read_landmarks", "write_case_outputs",
-           "write_landmarks"]
+__all__ = ["build_report", "read_landmarks", "write_case_outputs", "write_landmarks"]
 
 
 def __getattr__(name: str):  # SimpleITK/slicerio are imported only when outputs are written

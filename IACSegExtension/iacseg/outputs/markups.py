@@ -3,45 +3,17 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
-from ..contracts import LANDMARKS
-from ..errors import InputError
-from .atomic import write_text_atomic
+from ..core.contracts import LANDMARKS
+from ..core.errors import InputError
+from ..core.files import write_text_atomic
+from ..core.landmarks import Landmark
 
 MARKUPS_SCHEMA = "https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/Resources/Schema/markups-schema-v1.0.3.json#"
-
-
-@dataclass
-class Landmark:
-    """One landmark: an axial plane at world height ``z_mm`` (LPS, superior positive), shown as a point.
-
-    ``position`` is the LPS point (mm) placed on its side at the plane's height; ``slice`` is the slice index
-    on the grid the landmark was found on (may be None); ``confidence`` is the model's peak probability
-    (1.0 for truth or a reader's correction).
-    """
-
-    name: str
-    z_mm: float
-    position: tuple[float, float, float]
-    slice: float | None = None
-    confidence: float = 1.0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "z_mm": float(self.z_mm), "position": [float(v) for v in self.position],
-                "slice": None if self.slice is None else float(self.slice), "confidence": float(self.confidence),
-                **self.extra}
-
-
-def landmark_heights(landmarks: Iterable[Landmark] | dict[str, Landmark]) -> dict[str, float]:
-    """``{name: z_mm}`` for a collection of landmarks."""
-    items = landmarks.values() if isinstance(landmarks, dict) else landmarks
-    return {lm.name: float(lm.z_mm) for lm in items}
 
 
 def markups_document(landmarks: Iterable[Landmark], description: str = "IACSeg landmarks") -> dict[str, Any]:

@@ -14,11 +14,11 @@ from typing import Mapping
 
 import numpy as np
 
-from ..contracts import LANDMARKS, SEGMENT_COLORS, SEGMENTS
-from ..io.volume import Grid
+from ..core.contracts import LANDMARKS, SEGMENT_COLORS, SEGMENTS
+from ..core.grid import Grid
 from ..mapping.sparse import nonzero_kji
-from .atomic import atomic_file
-from .markups import Landmark
+from ..core.files import atomic_file
+from ..core.landmarks import Landmark
 
 BONE_WINDOW_HU = (-400.0, 1400.0)
 MARGIN_MM = 25.0

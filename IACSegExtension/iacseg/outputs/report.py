@@ -15,10 +15,10 @@ from typing import Any, Mapping
 import numpy as np
 
 from .. import __version__
-from ..contracts import LANDMARKS, SEGMENTS
+from ..core.contracts import LANDMARKS, SEGMENTS
 from ..io.identity import IDENTITY_KEY, safe_acquisition, scrub_identity_value
-from .atomic import write_text_atomic
-from .markups import Landmark
+from ..core.files import write_text_atomic
+from ..core.landmarks import Landmark
 
 REPORT_SCHEMA_VERSION = 1
 #: Report parts made only of our own names and numbers (never scrubbed, so a patient named like a model stays apart).

@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from .. import __version__
-from ..contracts import (LABELS_FILE, LANDMARKS_FILE, PHANTOM_CT_FILE, PHANTOM_DICOM_DIR, REPORT_CSV, REPORT_JSON,
-                         SEGMENTATION_FILE, TRUTH_JSON, TRUTH_LABELS_FILE, TRUTH_LANDMARKS_FILE)
-from ..errors import InputError
+from ..core.contracts import (LABELS_FILE, LANDMARKS_FILE, PHANTOM_CT_FILE, PHANTOM_DICOM_DIR, REPORT_CSV,
+    REPORT_JSON, SEGMENTATION_FILE, TRUTH_JSON, TRUTH_LABELS_FILE, TRUTH_LANDMARKS_FILE)
+from ..core.errors import InputError
 
 #: Hidden file written into every result folder IACSeg creates; `--overwrite` replaces only such folders.
 RESULT_MARKER = ".iacseg-result"

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from ..contracts import SEGMENTS, SEGMENT_COLORS
-from ..io.volume import Grid
-from .atomic import atomic_file
+from ..core.contracts import SEGMENTS, SEGMENT_COLORS
+from ..core.grid import Grid
+from ..core.files import atomic_file
 from .terminology import segment_terminology
 
 

@@ -1,6 +1,6 @@
 """Standard codes, colours and the Slicer resource files (colour table, terminology context) of the 8 segments.
 
-Everything is generated from `iacseg.contracts` so the seg.nrrd, ``Resources/IACSegColors.csv`` and
+Everything is generated from `iacseg.core.contracts` so the seg.nrrd, ``Resources/IACSegColors.csv`` and
 ``Resources/IACSeg-terminology.json`` can never disagree. Regenerate the resource files with::
 
     python -m iacseg.outputs.terminology Resources/
@@ -25,8 +25,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..contracts import SEGMENTS, SEGMENT_COLORS
-from .atomic import write_text_atomic
+from ..core.contracts import SEGMENTS, SEGMENT_COLORS
+from ..core.files import write_text_atomic
 
 CONTEXT_NAME = "Segmentation category and type - IACSeg ICA calcification"
 ANATOMIC_CONTEXT_NAME = "Anatomic codes - DICOM master list"

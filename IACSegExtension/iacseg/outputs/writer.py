@@ -7,11 +7,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..contracts import (LABELS_FILE, LANDMARKS, LANDMARKS_FILE, REPORT_CSV, REPORT_JSON, SEGMENTATION_FILE,
-                         SEGMENTS)
-from ..io.volume import Grid
-from .atomic import atomic_folder
-from .markups import Landmark, write_landmarks
+from ..core.contracts import (LABELS_FILE, LANDMARKS, LANDMARKS_FILE, REPORT_CSV, REPORT_JSON, SEGMENTATION_FILE,
+    SEGMENTS)
+from ..core.grid import Grid
+from ..core.files import atomic_folder
+from ..core.landmarks import Landmark
+from .markups import write_landmarks
 from .report import write_report
 from .safety import check_replaceable, write_result_marker
 from .segnrrd import write_segmentation_nrrd

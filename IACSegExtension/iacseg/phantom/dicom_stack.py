@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io.volume import Grid
+from ..core.grid import Grid
 from .render import PlaneStack
 
 

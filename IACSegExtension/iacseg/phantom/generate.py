@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from ..contracts import (LANDMARK_KINDS, LANDMARKS, PHANTOM_CT_FILE, PHANTOM_DICOM_DIR, TRUTH_JSON,
-                         TRUTH_LABELS_FILE, TRUTH_LANDMARKS_FILE)
+from ..core.contracts import (LANDMARK_KINDS, LANDMARKS, PHANTOM_CT_FILE, PHANTOM_DICOM_DIR, TRUTH_JSON,
+    TRUTH_LABELS_FILE, TRUTH_LANDMARKS_FILE)
 from ..io.volume import CTVolume
-from ..outputs.markups import Landmark
-from ..progress import Progress, no_progress
+from ..core.landmarks import Landmark
+from ..core.progress import Progress, no_progress
 from .anatomy import AnatomySpec, crossing_point, random_anatomy
 from .dicom_stack import Acquisition, DicomStack, acquisition
 from .layers import build_layers
@@ -207,7 +207,7 @@ def write_phantom(phantom: Phantom, case_dir: Path, dicom: bool = False) -> Path
     """Write ``ct.nii.gz`` (or a ``dicom/`` series), ``truth_calcifications.nii.gz``, ``truth_landmarks.mrk.json``
     and ``truth.json`` into ``case_dir`` atomically (an existing folder is replaced). Returns ``case_dir``."""
     from ..io.writers import write_image
-    from ..outputs.atomic import atomic_folder
+    from ..core.files import atomic_folder
     from ..outputs.markups import write_landmarks
 
     case_dir = Path(case_dir)

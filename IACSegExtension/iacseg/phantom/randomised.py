@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from ..contracts import LANDMARK_KINDS, LANDMARKS
+from ..core.contracts import LANDMARK_KINDS, LANDMARKS
 from ..io.volume import CTVolume
-from ..outputs.markups import Landmark
-from ..progress import Progress, no_progress
+from ..core.landmarks import Landmark
+from ..core.progress import Progress, no_progress
 from . import appearance as A
 from .anatomy import crossing_point, random_anatomy
 from .dicom_stack import DicomStack

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..progress import Progress, no_progress
+from ..core.progress import Progress, no_progress
 from .anatomy import Pose
 from .layers import AIR, Layer
 from .vessels import ArteryRenderer

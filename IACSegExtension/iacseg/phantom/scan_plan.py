@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..io.volume import Grid
+from ..core.grid import Grid
 from .dicom_stack import Acquisition, acquisition
 from .render import PlaneStack
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ..contracts import CALCIUM_HU, SEGMENTS, segment_id
-from ..io.volume import Grid
+from ..core.contracts import CALCIUM_HU, SEGMENTS, segment_id
+from ..core.grid import Grid
 from .anatomy import PART_NAMES
 from .plaques import BLOOD_HU, Plaque
 

@@ -3,7 +3,7 @@ head and skull masks, the midsagittal plane, the landmark prior, the ICA region 
 ICA can be within it."""
 
 from .corridor import outside_ica_corridor
-from .device import resolve_device
+from ..core.device import resolve_device
 from .head import analyse_head, head_mask, skull_mask
 from .hemisphere import centroid_plane, midsagittal_plane
 from .landmark_prior import LandmarkPrior, landmark_prior

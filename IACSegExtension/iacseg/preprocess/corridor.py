@@ -22,8 +22,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..anatomy import MidsagittalPlane
-from ..io.volume import Grid
+from ..core.plane import MidsagittalPlane
+from ..core.grid import Grid
 
 MIDLINE_MM = 4.0
 ABOVE_CLINOID_MM = 20.0

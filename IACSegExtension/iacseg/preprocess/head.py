@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from ..io.volume import CTVolume, Grid
-from .device import as_device
+from ..io.volume import CTVolume
+from ..core.grid import Grid
+from ..core.device import resolve_device
 
 SOFT_TISSUE_HU = -300.0
 BONE_HU = 300.0
@@ -103,7 +104,7 @@ def analyse_head(vol: CTVolume, device: "str | torch.device | None" = None, *, s
 
     ``skull_choice="largest"`` reproduces the published rule (largest bright component) for comparison.
     """
-    dev = as_device(device)
+    dev = resolve_device(device)
     factors = coarse_factors(vol.grid.spacing, target_mm)
     mean_hu, max_hu = block_pool(vol.hu, factors, dev)
     grid = coarse_grid(vol.grid, factors)

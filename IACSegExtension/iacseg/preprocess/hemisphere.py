@@ -20,9 +20,10 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from ..anatomy import MidsagittalPlane
-from ..io.volume import CTVolume, Grid
-from .device import as_device
+from ..core.plane import MidsagittalPlane
+from ..io.volume import CTVolume
+from ..core.grid import Grid
+from ..core.device import resolve_device
 from .head import CoarseHead, analyse_head
 
 MAX_SAMPLES = 16_000
@@ -139,7 +140,7 @@ def midsagittal_plane(vol: CTVolume, device: "str | torch.device | None" = None,
     mirror image) before and after refinement, the skull choice and the coarse voxel size used. ``head``: the
     coarse head analysis of ``vol`` when already made (`head.analyse_head`).
     """
-    dev = as_device(device)
+    dev = resolve_device(device)
     head = head if head is not None else analyse_head(vol, dev)
     centre, normal0 = _initial_plane(head, vol.grid)
     yaw0 = math.degrees(math.atan2(normal0[1], normal0[0]))

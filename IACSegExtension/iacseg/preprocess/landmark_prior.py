@@ -49,8 +49,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from ..anatomy import LANDMARK_LATERAL_MM, MidsagittalPlane
-from ..contracts import LANDMARK_KINDS, SIDES
+from ..core.anatomy import LANDMARK_LATERAL_MM
+from ..core.plane import MidsagittalPlane
+from ..core.contracts import LANDMARK_KINDS, SIDES
 from ..io.volume import CTVolume
 from .head import CoarseHead, analyse_head, fill_holes_per_slice
 

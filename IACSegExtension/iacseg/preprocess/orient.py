@@ -16,8 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..io.volume import CTVolume, Grid
-from .device import as_device
+from ..io.volume import CTVolume
+from ..core.grid import Grid
+from ..core.device import resolve_device
 
 AIR_HU = -1024.0
 #: Largest angle (degrees) between an index axis and a world axis still treated as exactly aligned.
@@ -138,7 +139,7 @@ def resample_to_grid(array: np.ndarray, src: Grid, dst: Grid, *, order: int = 1,
         raise ValueError("order must be 0 (nearest) or 1 (linear)")
     if tuple(array.shape) != tuple(src.shape):
         raise ValueError(f"array shape {array.shape} does not match source grid {src.shape}")
-    dev = as_device(device)
+    dev = resolve_device(device)
     if src.same_geometry(dst):
         return np.array(array, copy=True) if order == 0 else np.asarray(array, dtype=np.float32).copy()
     out_dtype = array.dtype if order == 0 else np.float32

@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage
 
-from ..anatomy import MidsagittalPlane
+from ..core.plane import MidsagittalPlane
 from ..io.volume import CTVolume
 from .head import BONE_HU, CoarseHead, analyse_head
 
 if TYPE_CHECKING:  # only for type hints: keep this stage importable without the outputs stage
     import torch
 
-    from ..outputs.markups import Landmark
+    from ..core.landmarks import Landmark
 
 LATERAL_MM = 45.0
 ANTERIOR_MM = 50.0

@@ -20,7 +20,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..contracts import ICA_PARTS, SIDES
+from ..core.contracts import ICA_PARTS, SIDES
 from ..io.volume import CTVolume
 
 CERVICAL_MM = 10.0

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ..errors import InputError
+from ..core.errors import InputError
 from ..io.volume import CTVolume
 from ..preprocess.head import IN_SLICE, CoarseHead, upsample_mask
 from .upright import upside_down_problem

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..contracts import LANDMARKS, SEGMENTS
+from ..core.contracts import LANDMARKS, SEGMENTS
 from .coverage import SideCoverage, not_assessable, segment_fractions
 from .scan_checks import Reason
 

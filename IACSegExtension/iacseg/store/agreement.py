@@ -20,12 +20,12 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from ..contracts import LANDMARKS, SEGMENTS
-from ..errors import InputError
+from ..core.contracts import LANDMARKS, SEGMENTS
+from ..core.errors import InputError
 from ..evaluate.metrics import landmark_errors
-from ..io.volume import Grid
-from ..outputs.atomic import write_text_atomic
-from ..outputs.markups import Landmark
+from ..core.grid import Grid
+from ..core.files import write_text_atomic
+from ..core.landmarks import Landmark
 
 MODEL = "model"  # the name of the engine's original output in comparison rows
 _N_LABELS = max(SEGMENTS) + 1

@@ -14,10 +14,10 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import InputError
+from ..core.errors import InputError
 from .layout import LEDGER_FILE, STORE_FILE
 from .ledger import LedgerAnchor
-from .safety import atomic_write_text, sha256_bytes, sha256_of
+from ..core.files import write_text_atomic, sha256_bytes, sha256_of
 
 ANCHOR_KEY = "ledger_anchor"
 _HASH_CHUNK = 1 << 20
@@ -56,7 +56,7 @@ def write_anchor(root: Path, anchor: LedgerAnchor) -> None:
     """Record ``anchor`` in ``store.json`` (atomic rewrite; call under the store lock, after the append)."""
     info = json.loads((root / STORE_FILE).read_text())
     info[ANCHOR_KEY] = anchor.to_dict()
-    atomic_write_text(root / STORE_FILE, store_file_text(info))
+    write_text_atomic(root / STORE_FILE, store_file_text(info))
 
 
 def anchor_findings(root: Path, info: Mapping[str, Any], entries: int) -> tuple[list[str], list[str]]:

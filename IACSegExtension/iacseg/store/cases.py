@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from ..errors import InputError
+from ..core.errors import InputError
 from .layout import split_of_subject
 
 STATUSES: tuple[str, ...] = ("todo", "in_review", "corrected", "approved")

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from .. import __version__
-from ..contracts import LANDMARKS, SEGMENTS
-from ..errors import InputError
-from ..outputs.markups import Landmark
+from ..core.contracts import LANDMARKS, SEGMENTS
+from ..core.errors import InputError
+from ..core.landmarks import Landmark
 
 EXPORT_FORMAT = "iacseg-training-export"
 STATUSES = ("todo", "in_review", "corrected", "approved")
@@ -200,7 +200,7 @@ def export_training_set(store: Any, out: str | Path, *, dataset_id: int = 501, d
     that allow uncorrected cases). `InputError` when no case has such a status, when the dataset folder already
     exists and is not empty (choose another ``out`` or ``dataset_id``), or when a case's files are damaged.
     """
-    from ..outputs.atomic import atomic_folder
+    from ..core.files import atomic_folder
 
     chosen = check_statuses(statuses)
     folder_name = dataset_folder_name(dataset_id, dataset_name)

@@ -11,15 +11,16 @@ from typing import Any, Mapping
 import numpy as np
 
 from .. import __version__
-from ..contracts import LABELS_FILE, LANDMARKS, LANDMARKS_FILE, REPORT_JSON, SEGMENTS
-from ..errors import InputError
+from ..core.contracts import LABELS_FILE, LANDMARKS, LANDMARKS_FILE, REPORT_JSON, SEGMENTS
+from ..core.errors import InputError
 from ..io.identity import IDENTITY_KEY
-from ..io.volume import CTVolume, Grid
-from ..outputs.markups import Landmark
+from ..io.volume import CTVolume
+from ..core.grid import Grid
+from ..core.landmarks import Landmark
 from .deid import acquisition_summary, read_dicom_identifiers, scrub_report, secret_strings
 from .layout import CASE_FILE, IMAGE_FILE, ORIGINAL_DIR
 from .ledger import utc_now
-from .safety import atomic_write_text, sha256_of
+from ..core.files import write_text_atomic, sha256_of
 
 SEGMENT_OUTPUT = "'iacseg segment CT -o OUT'"
 
@@ -142,8 +143,8 @@ def fill_case_folder(folder: Path, doc: Mapping[str, Any], image: ImageInput, en
     write_image(original / LABELS_FILE, engine.labels.astype(np.uint8), image.volume.grid)
     named = [engine.landmarks[n] for n in LANDMARKS]
     write_landmarks(original / LANDMARKS_FILE, named, description="IACSeg landmarks (engine output)")
-    atomic_write_text(original / REPORT_JSON, report_json_text(scrub_report(engine.report, image.secrets, image.identity)))
-    atomic_write_text(folder / CASE_FILE, json.dumps(doc, indent=2) + "\n")
+    write_text_atomic(original / REPORT_JSON, report_json_text(scrub_report(engine.report, image.secrets, image.identity)))
+    write_text_atomic(folder / CASE_FILE, json.dumps(doc, indent=2) + "\n")
     names = [IMAGE_FILE, f"{ORIGINAL_DIR}/{LABELS_FILE}", f"{ORIGINAL_DIR}/{LANDMARKS_FILE}",
              f"{ORIGINAL_DIR}/{REPORT_JSON}", CASE_FILE]
     return {name: sha256_of(folder / name) for name in names}

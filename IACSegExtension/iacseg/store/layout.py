@@ -13,7 +13,7 @@ import secrets
 from pathlib import Path
 from typing import Mapping
 
-from ..errors import InputError
+from ..core.errors import InputError
 
 STORE_FORMAT = "iacseg-corrections-store"
 STORE_FORMAT_VERSION = 1

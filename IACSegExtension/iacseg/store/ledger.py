@@ -23,9 +23,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, NoReturn, Sequence
 
-from ..errors import InputError
+from ..core.errors import InputError
 from ..outputs.report import to_jsonable
-from .safety import fsync_dir, sha256_bytes
+from ..core.files import fsync_dir, sha256_bytes
 
 EDIT_KINDS: tuple[str, ...] = ("landmark_moved", "lesion_reassigned", "lesion_deleted", "lesion_added")
 LEDGER_KINDS: tuple[str, ...] = ("store_created", "case_added", "correction_saved", *EDIT_KINDS, "status_changed")

@@ -13,7 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
-from ..contracts import LABELS_FILE, LANDMARKS_FILE, REPORT_JSON
+from ..core.contracts import LABELS_FILE, LANDMARKS_FILE, REPORT_JSON
 from .layout import (CASE_FILE, CASES_DIR, CORRECTION_FILE, CORRECTIONS_DIR, EDITS_FILE, IMAGE_FILE, ORIGINAL_DIR,
                      PARTIAL_PREFIX)
 from .safety import host_tag

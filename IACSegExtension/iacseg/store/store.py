@@ -20,10 +20,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .. import __version__
-from ..contracts import LABELS_FILE, LANDMARKS, LANDMARKS_FILE
-from ..errors import InputError
-from ..io.volume import CTVolume, Grid
-from ..outputs.markups import Landmark
+from ..core.contracts import LABELS_FILE, LANDMARKS, LANDMARKS_FILE
+from ..core.errors import InputError
+from ..io.volume import CTVolume
+from ..core.grid import Grid
+from ..core.landmarks import Landmark
 from .cases import STATUSES, CaseInfo, CaseState, case_states
 from .layout import (CASE_FILE, CASES_DIR, CORRECTION_FILE, EDITS_FILE, IMAGE_FILE, LEDGER_FILE,
                      ORIGINAL_DIR, STORE_FILE, STORE_FORMAT, STORE_FORMAT_VERSION, case_dir, check_case_id,
@@ -33,8 +34,8 @@ from .anchor import read_anchor, store_file_text, write_anchor
 from .leftovers import remove_stale_partials
 from .ledger import (EDIT_KINDS, LedgerContents, LedgerTail, append_entries, check_ledger, draft_entry, read_ledger,
                      utc_now)
-from .safety import (atomic_write_text, discard_folder, make_dirs, partial_folder, publish_folder, sha256_of,
-                     store_lock)
+from ..core.files import write_text_atomic, make_dirs, sha256_of
+from .safety import discard_folder, partial_folder, publish_folder, store_lock
 from .verify import VerifyReport, verify_store
 
 
@@ -67,7 +68,7 @@ class CorrectionStore:
         with store_lock(root):
             if (root / STORE_FILE).exists() or (root / LEDGER_FILE).exists():  # another init won the race
                 raise InputError(f"{root} is a store already; give a new or empty folder to create a store in")
-            atomic_write_text(root / STORE_FILE, store_file_text(info))
+            write_text_atomic(root / STORE_FILE, store_file_text(info))
             anchor = append_entries(root / LEDGER_FILE, [draft_entry(
                 "store_created", case_id=None, reader=None, engine_version=__version__,
                 details={"format": STORE_FORMAT, "format_version": STORE_FORMAT_VERSION, "split": fractions},
@@ -162,7 +163,7 @@ class CorrectionStore:
                 version = self._next_version(entries, case_id, reader, slug, folder)
                 record = {"case_id": case_id, "reader": reader, "version": version, "saved": utc_now(),
                           "models": models, "note": str(note), "edit_count": len(edit_list)}
-                atomic_write_text(tmp / CORRECTION_FILE, json.dumps(record, indent=2) + "\n")
+                write_text_atomic(tmp / CORRECTION_FILE, json.dumps(record, indent=2) + "\n")
                 final = correction_dir(self.root, case_id, slug, version)
                 digests = {relative(self.root, final / p.name): sha256_of(p) for p in sorted(tmp.iterdir())}
                 publish_folder(tmp, final)
@@ -352,4 +353,4 @@ def _write_correction_files(folder: Path, labels: np.ndarray, grid: Grid, landma
 
     write_image(folder / LABELS_FILE, labels, grid)
     write_landmarks(folder / LANDMARKS_FILE, landmarks, description=f"IACSeg landmarks corrected by {reader}")
-    atomic_write_text(folder / EDITS_FILE, "".join(json.dumps(e, sort_keys=True) + "\n" for e in edits))
+    write_text_atomic(folder / EDITS_FILE, "".join(json.dumps(e, sort_keys=True) + "\n" for e in edits))

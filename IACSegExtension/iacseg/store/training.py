@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from ..errors import InputError
-from ..progress import Progress, no_progress
+from ..core.errors import InputError
+from ..core.progress import Progress, no_progress
 
 if TYPE_CHECKING:
     from ..train.data import Case
@@ -102,7 +102,7 @@ def _better(kind: str, old: dict[str, Any], new: dict[str, Any]) -> bool | None:
 
 def _record(model_dir: Path, summary: dict[str, Any]) -> None:
     """Add the store evaluation to the new model's config.json and MODEL_CARD.md (weights untouched)."""
-    from ..outputs.atomic import write_text_atomic
+    from ..core.files import write_text_atomic
 
     cfg_path = model_dir / "config.json"
     config = json.loads(cfg_path.read_text())

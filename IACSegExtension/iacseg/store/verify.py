@@ -17,7 +17,7 @@ from typing import Any
 from .anchor import ANCHOR_KEY, anchor_findings, store_file_matches
 from .layout import CASES_DIR, LEDGER_FILE, PARTIAL_PREFIX, STORE_FILE, STORE_FORMAT
 from .ledger import read_ledger
-from .safety import sha256_of
+from ..core.files import sha256_of
 
 
 @dataclass

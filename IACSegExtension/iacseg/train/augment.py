@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from monai import transforms as T
 
-from ..errors import InputError
+from ..core.errors import InputError
 from .hu_transforms import RandCorrelatedNoise, RandHUField, RandHUGamma, RandSlabAverage, seeds
 
 AUGMENT_MODES = ("monai", "basic", "none")

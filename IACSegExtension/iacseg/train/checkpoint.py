@@ -38,8 +38,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..errors import InputError
-from ..progress import Progress
+from ..core.errors import InputError
+from ..core.progress import Progress
 from .distributed import DistContext, all_gather_text, all_reduce_mean
 
 SUFFIX = ".checkpoint"
@@ -281,7 +281,7 @@ class Checkpointer:
             raise
 
     def _swap_in(self, tmp: Path) -> None:
-        from ..outputs.atomic import fsync_dir
+        from ..core.files import fsync_dir
 
         for f in tmp.iterdir():
             with open(f, "rb") as fh:

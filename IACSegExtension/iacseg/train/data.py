@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
-from ..anatomy import MidsagittalPlane
-from ..contracts import PHANTOM_CT_FILE, PHANTOM_DICOM_DIR, TRUTH_LABELS_FILE, TRUTH_LANDMARKS_FILE
-from ..errors import InputError
+from ..core.plane import MidsagittalPlane
+from ..core.contracts import PHANTOM_CT_FILE, PHANTOM_DICOM_DIR, TRUTH_LABELS_FILE, TRUTH_LANDMARKS_FILE
+from ..core.errors import InputError
 from ..io.volume import CTVolume
 
 if TYPE_CHECKING:  # type hints only
-    from ..outputs.markups import Landmark
+    from ..core.landmarks import Landmark
 
 
 @dataclass

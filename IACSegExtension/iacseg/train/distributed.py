@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..errors import InputError
+from ..core.errors import InputError
 
 #: How long a rank waits for the others (e.g. while rank 0 validates) before the run fails.
 TIMEOUT = _dt.timedelta(minutes=60)
@@ -81,9 +81,9 @@ def is_main() -> bool:
 def device_for_rank(device: str | torch.device | None, local_rank: int, world_size: int) -> torch.device:
     """The training device of one rank: ``"auto"``/``"cuda"``/``"cuda:N"`` → ``cuda:LOCAL_RANK`` (one GPU per
     process) when several processes train together; ``"cpu"`` (and None) → CPU."""
-    from ..models.loaded import as_device
+    from ..core.device import resolve_device
 
-    dev = as_device(device)
+    dev = resolve_device(device)
     if dev.type != "cuda" or world_size == 1:
         return dev
     if local_rank >= torch.cuda.device_count():

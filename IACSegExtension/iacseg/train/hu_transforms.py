@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from monai.transforms import GaussianSmooth, RandBiasField, RandomizableTransform
 
-from ..contracts import CALCIUM_HU
+from ..core.contracts import CALCIUM_HU
 
 #: HU bands of `RandHUGamma` (ends fixed): soft tissue up to the calcium threshold, then bone.
 GAMMA_BANDS = ((-150.0, float(CALCIUM_HU)), (float(CALCIUM_HU), 2000.0))

@@ -20,14 +20,14 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..contracts import LANDMARKS
+from ..core.contracts import LANDMARKS
 from ..models.dst import DepthSequenceTransformer, decode_slices, landmark_loss
 from ..models.inputs import window_channels
 from ..models.localiser import DEFAULT_LOCALISER_INPUT, localiser_input
 from ..models.output_folder import check_model_replaceable
 from ..models.registry import save_model
-from ..errors import InputError
-from ..progress import Progress, no_progress
+from ..core.errors import InputError
+from ..core.progress import Progress, no_progress
 from .augment import ViewAugmenter, augment_settings, describe_augmentation
 from .checkpoint import Checkpointer, LoopState, fingerprint, interval, restore_rng
 from .common import lr_at, model_card, model_identity, seed_everything, split_cases, training_record

@@ -22,7 +22,7 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import InputError
+from ..core.errors import InputError
 
 ARCHS = ("resenc-unet", "vit", "grcsf")
 #: Registry architecture name saved for each ``arch``.

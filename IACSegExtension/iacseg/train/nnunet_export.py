@@ -27,9 +27,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import __version__
-from ..contracts import SEGMENTS
-from ..errors import InputError
-from ..progress import Progress, no_progress
+from ..core.contracts import SEGMENTS
+from ..core.errors import InputError
+from ..core.progress import Progress, no_progress
 from ..store.export import ExportCase, dataset_folder_name, dataset_json, landmark_list, splits_final
 
 DEFAULT_DATASET_ID = 502
@@ -92,7 +92,7 @@ def export_truth_cases(data: str | Path, out: str | Path, *, dataset_id: int = D
     `InputError` when ``data`` holds no case folder, when the dataset folder exists and is not empty, or when
     a label map holds values outside 0..8. Returns the dataset folder."""
     from ..io.writers import write_image
-    from ..outputs.atomic import atomic_folder
+    from ..core.files import atomic_folder
     from .data import case_folders, read_case_folder
 
     folder_name = dataset_folder_name(dataset_id, dataset_name)

@@ -35,13 +35,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..contracts import CALCIUM_HU
-from ..errors import InputError
+from ..core.contracts import CALCIUM_HU
+from ..core.errors import InputError
 from ..models.registry import save_model
 from ..models.segmenter import DEFAULT_SEGMENTER_INPUT, segmenter_input
 from ..models.sliding import fit_window
 from ..models.unet import ResEncEncoder, ResEncUNet
-from ..progress import Progress, no_progress
+from ..core.progress import Progress, no_progress
 from .common import lr_at, model_card, seed_everything, training_record
 from .data import is_prepared
 from .regions import CTRegion, prepare_regions
@@ -270,14 +270,14 @@ def pretrain_desd(data: Any, out_dir: str | Path, *, epochs: int = 20, steps_per
     unknown = set(hp) - set(DESD_DEFAULTS)
     if unknown:
         raise TypeError(f"unknown DeSD hyper-parameters {sorted(unknown)}; known: {sorted(DESD_DEFAULTS)}")
-    from ..models.loaded import as_device
+    from ..core.device import resolve_device
     from ..models.output_folder import check_model_replaceable
 
     check_model_replaceable(out_dir, overwrite=True)  # before any work: only an earlier model folder is replaced
 
     cfg = {**DESD_DEFAULTS, **hp, "epochs": epochs, "steps_per_epoch": steps_per_epoch, "batch": batch, "lr": lr,
            "seed": seed, "patch": tuple(hp.get("patch", DESD_DEFAULTS["patch"]))}
-    dev = as_device(device)
+    dev = resolve_device(device)
     rng = seed_everything(seed)
     t0 = time.time()
     cases = _prepare(data, cfg["patch"], rng, phantom_options, progress)

@@ -18,12 +18,12 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..errors import InputError
+from ..core.errors import InputError
 from ..models.registry import save_model
 from ..models.segmenter import DEFAULT_SEGMENTER_INPUT, segmenter_input
 from ..models.vit.encoder import PATCH_SIZES, vit_config
 from ..models.vit.mae import MAE3D
-from ..progress import Progress, no_progress
+from ..core.progress import Progress, no_progress
 from .common import lr_at, model_card, seed_everything, training_record
 from .regions import CTRegion, prepare_regions, sample_cube
 
@@ -89,14 +89,14 @@ def pretrain_mae(data: Any, out_dir: str | Path, *, config: str = "S", patch: in
     roi_size = tuple(int(s) for s in roi_size)
     _check(config, int(patch), roi_size, float(mask_ratio))
     from ..models.output_folder import check_model_replaceable
-    from ..preprocess.device import as_device
+    from ..core.device import resolve_device
 
     check_model_replaceable(out_dir, overwrite=True)  # before any work: only an earlier model folder is replaced
 
     cfg = {**MAE_DEFAULTS, **hp, "config": config, "patch": int(patch), "roi_size": roi_size, "epochs": epochs,
            "steps_per_epoch": steps_per_epoch, "batch": batch, "lr": lr, "mask_ratio": float(mask_ratio),
            "seed": seed}
-    dev = as_device(device)
+    dev = resolve_device(device)
     rng = seed_everything(seed)
     t0 = time.time()
     regions = prepare_regions(data, [s // 2 for s in roi_size], phantom_options, progress)

@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import InputError
-from ..progress import Progress, no_progress
+from ..core.errors import InputError
+from ..core.progress import Progress, no_progress
 
 if TYPE_CHECKING:  # type hints only
-    from ..anatomy import MidsagittalPlane
+    from ..core.plane import MidsagittalPlane
     from ..io.volume import CTVolume
-    from ..outputs.markups import Landmark
+    from ..core.landmarks import Landmark
 
 AIR_HU = -1024
 
@@ -46,7 +46,7 @@ class CTRegion:
 
 def _folder_cts(root: Path) -> Iterator[tuple[str, "CTVolume", "dict[str, Landmark] | None"]]:
     from ..batch import discover_cases
-    from ..contracts import PHANTOM_CT_FILE, PHANTOM_DICOM_DIR, TRUTH_LANDMARKS_FILE
+    from ..core.contracts import PHANTOM_CT_FILE, PHANTOM_DICOM_DIR, TRUTH_LANDMARKS_FILE
     from ..io import read_ct
     from ..outputs.markups import read_landmarks
 

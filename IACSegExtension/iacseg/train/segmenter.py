@@ -22,9 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..contracts import CALCIUM_HU
-from ..errors import InputError
-from ..progress import Progress, no_progress
+from ..core.contracts import CALCIUM_HU
+from ..core.errors import InputError
+from ..core.progress import Progress, no_progress
 from ..models.postprocess import calcium_mask
 from ..models.output_folder import check_model_replaceable
 from ..models.registry import save_model
@@ -109,7 +109,7 @@ def prepare_segmenter_case(case: Case, patch: Sequence[int], rng: np.random.Gene
 def _oversample_petrous(case: Case, crop: Sequence[slice], fg: np.ndarray, bone: np.ndarray,
                         times: int) -> tuple[np.ndarray, np.ndarray]:
     """Repeat fg points labelled petrous and bone points at petrous heights ``times`` times (crop indices)."""
-    from ..contracts import segment_id
+    from ..core.contracts import segment_id
 
     labels = case.labels[tuple(crop)]
     petrous = np.isin(labels[tuple(fg.T)], (segment_id("L", "petrous"), segment_id("R", "petrous")))

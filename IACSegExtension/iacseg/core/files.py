@@ -1,13 +1,32 @@
-"""Atomic file and folder writes: readers never see half-written outputs, and a failure leaves nothing behind."""
+"""Safe file handling for every stage: atomic file and folder writes (readers never see half-written outputs, and
+a failure leaves nothing behind), content hashes, and an exclusive inter-process lock.
+
+Files are written to a temporary file in the same folder, fsynced, renamed over the target (``os.replace``) and
+the folder is fsynced: after a crash a file is either the old or the new one. The lock is ``fcntl.flock`` (on
+Windows ``msvcrt.locking`` of the first byte); the kernel releases it when its holder dies, even by SIGKILL.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
+
+try:
+    import fcntl
+except ImportError:  # Windows (Slicer): byte-range lock of the lock file instead
+    fcntl = None  # type: ignore[assignment]
+    import msvcrt
+
+from .errors import InputError
+
+_CHUNK = 1 << 20
 
 
 def fsync_dir(path: str | os.PathLike) -> None:
@@ -24,10 +43,25 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def make_dirs(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` and missing parents, fsyncing each parent whose entries changed. Returns the folder."""
+    folder = Path(folder)
+    missing = []
+    p = folder
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            d.mkdir()
+        fsync_dir(d.parent)
+    return folder
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder, fsync, then rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -100,3 +134,59 @@ def atomic_folder(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex SHA-256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB chunks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _try_lock(fd: int) -> None:
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    else:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+
+
+def _unlock(fd: int) -> None:
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    else:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike, busy_message: str, timeout_s: float = 60.0,
+                   poll_s: float = 0.02) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (created if missing) across processes; wait up to ``timeout_s``
+    seconds, then raise `InputError` with ``busy_message``. Not re-entrant."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + float(timeout_s)
+        while True:
+            try:
+                _try_lock(fd)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES, errno.EDEADLK):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise InputError(busy_message) from None
+                time.sleep(poll_s)
+        try:
+            yield
+        finally:
+            _unlock(fd)
+    finally:
+        os.close(fd)

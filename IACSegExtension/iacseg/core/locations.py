@@ -28,4 +28,4 @@ def user_models_dir() -> Path:
 
 def shipped_models_dir() -> Path:
     """The shipped demo model folders of this ``iacseg`` (package data beside its code)."""
-    return Path(__file__).resolve().parent / SHIPPED_MODELS
+    return Path(__file__).resolve().parent.parent / SHIPPED_MODELS

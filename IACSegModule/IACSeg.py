@@ -80,7 +80,7 @@ class IACSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = IACSegLogic()
         if not engine.make_engine_importable(MODULE_DIR):  # pip-only install: ask once, on first opening
             self.logic.ensureDependencies(interactive=True)
-        from IACSegLib.widget import ReviewPanel
+        from IACSegLib.review_panel import ReviewPanel
 
         self.widgets = ReviewPanel(self.ui, self.logic, engine.engine_source_dir(MODULE_DIR))
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, lambda *a: self.setParameterNode(None))

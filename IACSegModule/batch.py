@@ -30,13 +30,13 @@ def main(argv) -> int:
     if not engine.make_engine_importable(IACSEG_DIR):  # the bundled engine is not on sys.path until asked
         print("batch.py: error: the iacseg engine is not installed; reinstall the IACSeg extension", file=sys.stderr)
         return 1
-    from IACSegLib import batch, scene
+    from IACSegLib import headless_batch, scene
     from IACSegLib.parameters import ParameterError
     from IACSegLib.process import EngineProcess, SubprocessLauncher
     from IACSegLib.slicer_launcher import startup_environment
 
     try:
-        options = batch.parse_batch_args(argv)
+        options = headless_batch.parse_batch_args(argv)
     except ParameterError as exc:
         print(f"batch.py: error: {exc}", file=sys.stderr)
         return 2
@@ -57,14 +57,14 @@ def main(argv) -> int:
 
     environment = startup_environment()
     try:
-        outcomes = batch.run_batch(options, lambda: EngineProcess(SubprocessLauncher(environment)),
+        outcomes = headless_batch.run_batch(options, lambda: EngineProcess(SubprocessLauncher(environment)),
                                    engine.python_executable(), engine.child_environment(IACSEG_DIR), on_loaded,
                                    log=lambda line: print(line, flush=True))
     except ParameterError as exc:  # the input changed since it was checked, or the output cannot be made
         print(f"batch.py: error: {exc}", file=sys.stderr)
         return 2
-    print(batch.summary_text(outcomes), flush=True)
-    return batch.exit_code(outcomes)
+    print(headless_batch.summary_text(outcomes), flush=True)
+    return headless_batch.exit_code(outcomes)
 
 
 def exit_code_of(main, argv) -> int:

@@ -206,7 +206,7 @@ def home(mp: pytest.MonkeyPatch, t: Path) -> None:
 def full_disk(mp: pytest.MonkeyPatch, t: Path) -> None:
     import shutil as _shutil
 
-    from iacseg.outputs import safety
+    from iacseg.core import folder_guard as safety
 
     mp.setattr(safety.shutil, "disk_usage", lambda path: _shutil._ntuple_diskusage(10**9, 10**9 - 4096, 4096))
 
@@ -317,7 +317,7 @@ def damaged_model(kind: str, damage: Callable[[Path], None]) -> Callable[[Path],
     def build(t: Path) -> list:
         import shutil
 
-        from iacseg.models.registry import resolve_model
+        from iacseg.models.defaults import resolve_model
 
         folder = t / "in" / f"model-{kind}"
         shutil.copytree(resolve_model(None, kind), folder)

@@ -12,11 +12,12 @@ import torch
 from torch import nn
 
 from iacseg.core.errors import InputError
-from iacseg.models.registry import load_model, load_state, save_model
-from iacseg.models.unet import ResEncEncoder, ResEncUNet
+from iacseg.models.loading import load_model, load_state, save_model
+from iacseg.models.networks.unet import ResEncEncoder, ResEncUNet
+from iacseg.train.networks import load_encoder_weights
 from iacseg.train.pretrain_desd import (DeSDStudent, DeSDTeacher, cross_entropy, distillation_loss, ema_update,
-                                        load_encoder_weights, momentum_at, pretrain_desd, rank_me,
-                                        teacher_probabilities, teacher_temperature_at, update_center)
+                                        momentum_at, pretrain_desd, rank_me, teacher_probabilities,
+                                        teacher_temperature_at, update_center)
 from iacseg.train.segmenter import train_segmenter
 from test_train_models import toy_case
 
@@ -150,7 +151,7 @@ def test_pretraining_writes_a_loadable_pickle_free_encoder_folder(desd_folder, m
     assert len(cfg["metrics"]["loss_per_stage_last_epoch"]) == 2
     assert "not a segmenter" in (desd_folder / "MODEL_CARD.md").read_text()
     monkeypatch.setenv("IACSEG_MODEL_PATH", str(desd_folder.parent))
-    from iacseg.models import find_models
+    from iacseg.models.folders import find_models
 
     assert [m["kind"] for m in find_models() if m["path"] == str(desd_folder.resolve())] == ["desd-encoder"]
 

@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from iacseg.models.registry import load_model
+from iacseg.models.loading import load_model
 from iacseg.train.distributed import (DistContext, all_reduce_mean, broadcast_flag, max_parameter_difference,
                                       parameters_in_sync, start, wrap_model)
 

@@ -12,11 +12,12 @@ import torch.nn.functional as F
 from iacseg.core.errors import InputError
 from iacseg.io import CTVolume
 from iacseg.core.grid import Grid
-from iacseg.models.grcsf import GRCSF, build_grcsf, grcsf_from_mae
-from iacseg.models.grcsf_blocks import GlobalCompensationUnit, ImportanceScore, box_patchify, box_unpatchify
-from iacseg.models.registry import load_model, save_model
+from iacseg.models.networks.grcsf import GRCSF, build_grcsf
+from iacseg.models.loading import grcsf_from_mae
+from iacseg.models.networks.grcsf_blocks import GlobalCompensationUnit, ImportanceScore, box_patchify, box_unpatchify
+from iacseg.models.loading import load_model, save_model
 from iacseg.models.segmenter import CalcificationSegmenter
-from iacseg.models.vit import MAE3D, VIT_CONFIGS
+from iacseg.models.networks.vit import MAE3D, VIT_CONFIGS
 
 TINY_MAE = {"in_channels": 2, "patch": 4, **VIT_CONFIGS["tiny"].params()}
 TINY = dict(features=(4, 8, 16), strides=((1, 1, 1), (2, 2, 2), (2, 2, 2)), repeats=1, rcu_width=12, rcu_heads=2)

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from iacseg.cli.main import main
-from iacseg.models.vit import (MAE3D, VIT_CONFIGS, ViTEncoder, masked_cube_loss, patchify, random_masking,
-                               residual_maps, sincos_position_embedding_3d, tokens_to_volume, unpatchify)
-from iacseg.models.vit.mae import covering_masks, normalise_cubes
+from iacseg.models.networks.vit import (MAE3D, VIT_CONFIGS, ViTEncoder, masked_cube_loss, patchify, random_masking,
+    residual_maps, sincos_position_embedding_3d, tokens_to_volume, unpatchify)
+from iacseg.models.networks.vit.mae import covering_masks, normalise_cubes
 
 TINY = VIT_CONFIGS["tiny"].params()
 
@@ -197,7 +197,8 @@ def test_pretrain_refuses_bad_requests(extra, words, tmp_path, capsys, monkeypat
 
 @pytest.mark.slow
 def test_tiny_mae_pretrains_on_phantoms_and_its_folder_loads_and_is_listed(tmp_path, monkeypatch):
-    from iacseg.models.registry import find_models, load_model
+    from iacseg.models.folders import find_models
+    from iacseg.models.loading import load_model
 
     out = tmp_path / "models" / "mae-tiny"
     code = main(["pretrain", "mae", "--phantoms", "2", "--phantom-slice-mm", "5", "--phantom-matrix", "192",
@@ -220,7 +221,7 @@ def test_tiny_mae_pretrains_on_phantoms_and_its_folder_loads_and_is_listed(tmp_p
 
 def test_mae_pretrains_on_a_folder_of_unlabelled_cts(tmp_path):
     from iacseg.io.writers import write_image
-    from iacseg.models.registry import load_model
+    from iacseg.models.loading import load_model
     from iacseg.phantom import make_phantom
     from iacseg.train.pretrain_mae import pretrain_mae
 

@@ -12,9 +12,11 @@ import torch
 import iacseg
 from iacseg.cli.main import main
 from iacseg.core.errors import ModelError
-from iacseg.models.defaults import current_default, defaults_path, promote, rollback
-from iacseg.models.registry import default_model_dir, load_model, resolve_model, save_model
-from iacseg.models.unet import ResEncUNet
+from iacseg.models.defaults import current_default, defaults_path, rollback
+from iacseg.models.promote import promote
+from iacseg.models.defaults import default_model_dir, resolve_model
+from iacseg.models.loading import load_model, save_model
+from iacseg.models.networks.unet import ResEncUNet
 
 SHIPPED = Path(iacseg.__file__).resolve().parent / "models" / "shipped"  # package data
 PARAMS = {"in_channels": 2, "features": [4, 8], "strides": [[1, 1, 1], [1, 2, 2]], "blocks": [1, 1]}

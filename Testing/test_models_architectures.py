@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from iacseg.models.dst import DepthSequenceTransformer, decode_slices, landmark_loss
-from iacseg.models.unet import ResEncUNet
+from iacseg.models.networks.dst import DepthSequenceTransformer, decode_slices, landmark_loss
+from iacseg.models.networks.unet import ResEncUNet
 
 
 def tiny_unet(**kw):

@@ -10,13 +10,13 @@ from iacseg.core.plane import MidsagittalPlane
 from iacseg.core.contracts import LANDMARKS
 from iacseg.io.volume import CTVolume
 from iacseg.core.grid import Grid
-from iacseg.models.dst import DepthSequenceTransformer
+from iacseg.models.networks.dst import DepthSequenceTransformer
 from iacseg.models.localiser import LandmarkLocaliser, landmark_target_slice, slice_to_plane_z
 from iacseg.models.postprocess import calcium_mask
-from iacseg.models.registry import save_model
+from iacseg.models.loading import save_model
 from iacseg.models.segmenter import CalcificationSegmenter
 from iacseg.models.sliding import sliding_window_proba, window_starts
-from iacseg.models.unet import ResEncUNet
+from iacseg.models.networks.unet import ResEncUNet
 
 
 class CountingNet(torch.nn.Module):

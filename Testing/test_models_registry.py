@@ -6,9 +6,11 @@ import pytest
 import torch
 
 from iacseg.core.errors import ModelError
-from iacseg.models.registry import (CONFIG_FILE, WEIGHTS_FILE, find_models, load_model, resolve_model, save_model,
-                                    sha256_file)
-from iacseg.models.unet import ResEncUNet
+from iacseg.models.folders import CONFIG_FILE, WEIGHTS_FILE, find_models
+from iacseg.models.loading import load_model, save_model
+from iacseg.models.defaults import resolve_model
+from iacseg.core.files import sha256_of
+from iacseg.models.networks.unet import ResEncUNet
 
 PARAMS = {"in_channels": 2, "features": [4, 8], "strides": [[1, 1, 1], [1, 2, 2]], "blocks": [1, 1]}
 
@@ -31,7 +33,7 @@ def test_round_trip_gives_identical_outputs_and_records_the_hash(tmp_path):
     x = torch.randn(1, 2, 4, 8, 8)
     with torch.no_grad():
         assert torch.equal(net(x), loaded(x))
-    assert cfg["sha256"] == sha256_file(folder / WEIGHTS_FILE)
+    assert cfg["sha256"] == sha256_of(folder / WEIGHTS_FILE)
     on_disk = json.loads((folder / CONFIG_FILE).read_text())
     assert on_disk["sha256"] == cfg["sha256"] and on_disk["threshold"] == 0.4
     assert "not for clinical use" in on_disk["disclaimer"]
@@ -41,7 +43,7 @@ def test_round_trip_gives_identical_outputs_and_records_the_hash(tmp_path):
 def test_hash_is_stable_across_saves_of_the_same_weights(tmp_path):
     _, a = saved(tmp_path, "a")
     _, b = saved(tmp_path, "b")
-    assert sha256_file(a / WEIGHTS_FILE) == sha256_file(b / WEIGHTS_FILE)
+    assert sha256_of(a / WEIGHTS_FILE) == sha256_of(b / WEIGHTS_FILE)
 
 
 def test_a_folder_with_only_pickle_weights_is_refused_without_loading_it(tmp_path, monkeypatch):

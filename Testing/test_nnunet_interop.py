@@ -294,7 +294,7 @@ def _ct() -> CTVolume:
 
 @needs_nnunet
 def test_fabricated_nnunet_model_gives_its_label_inside_the_region_only(tmp_path):
-    from iacseg.models import NnUNetSegmenter
+    from iacseg.models.nnunet_adapter import NnUNetSegmenter
 
     folder = fabricate_nnunet_model(tmp_path, winner=2)
     model = NnUNetSegmenter.from_spec(f"nnunet:{tmp_path},fold=0,tta=0", device="cpu")
@@ -316,7 +316,7 @@ def test_fabricated_nnunet_model_gives_its_label_inside_the_region_only(tmp_path
 @needs_nnunet
 @pytest.mark.parametrize("reader", ["SimpleITKIO", "NibabelIOWithReorient"])
 def test_nnunet_probability_lands_on_the_ct_voxels_it_came_from(tmp_path, reader):
-    from iacseg.models import NnUNetSegmenter
+    from iacseg.models.nnunet_adapter import NnUNetSegmenter
 
     fabricate_nnunet_model(tmp_path, winner=None, reader=reader)
     model = NnUNetSegmenter.from_spec(f"nnunet:{tmp_path}", device="cpu")  # default: mirroring, every fold

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import errno
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -21,8 +22,8 @@ from iacseg.core.contracts import REPORT_CSV, REPORT_JSON
 from iacseg.core.errors import InputError
 from iacseg.core.grid import Grid
 from iacseg.io.writers import write_image
-from iacseg.outputs import safety
-from iacseg.outputs.safety import RESULT_MARKER, check_output_folder
+from iacseg.core import folder_guard as safety
+from iacseg.core.folder_guard import RESULT_MARKER, check_output_folder
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "IACSegModule" / "Testing"))
 import fake_outputs as fake  # noqa: E402  (a tiny result folder with known answers, written by the engine)
@@ -57,12 +58,13 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 
 
 def _refused(argv: list[str], capsys: pytest.CaptureFixture) -> str:
-    """Run the CLI; assert exit 2 and one ``iacseg: error:`` line; return it."""
+    """Run the CLI; assert exit 2 and one ``iacseg: error:`` line (``iacseg: error (-o/--output):`` when about an
+    option); return it."""
     capsys.readouterr()
     code = main([*argv, "--progress", "none"]) if argv[0] != "relabel" else main(argv)
     err = capsys.readouterr().err.strip()
     assert code == 2, err
-    assert len(err.splitlines()) == 1 and err.startswith("iacseg: error: "), err
+    assert len(err.splitlines()) == 1 and re.match(r"iacseg: error( \(-o/--output\)| \(--overwrite\))?: ", err), err
     return err
 
 

@@ -19,7 +19,7 @@ from iacseg.outputs import terminology, writer
 from iacseg.core.landmarks import Landmark
 from iacseg.outputs.markups import read_landmarks
 from iacseg.outputs.report import build_report, report_csv_text
-from iacseg.outputs.safety import RESULT_MARKER
+from iacseg.core.folder_guard import RESULT_MARKER
 from iacseg.outputs.segnrrd import read_segmentation_labels, write_segmentation_nrrd
 
 RESOURCES = Path(__file__).resolve().parents[1] / "Resources"

@@ -21,8 +21,8 @@ from iacseg.io import CTVolume
 from iacseg.core.grid import Grid
 from iacseg.io.writers import write_image
 from iacseg.mapping import check_landmark_order
-from iacseg.models.dst import DepthSequenceTransformer
-from iacseg.models.registry import save_model
+from iacseg.models.networks.dst import DepthSequenceTransformer
+from iacseg.models.loading import save_model
 from iacseg.outputs.markups import read_landmarks
 from iacseg.phantom import make_phantom
 from iacseg.pipeline import SegmentOptions

@@ -11,7 +11,7 @@ MODULE = Path(__file__).resolve().parents[1] / "IACSegModule"
 sys.path[:0] = [str(MODULE), str(MODULE / "Testing")]
 
 import fake_outputs as fake  # noqa: E402
-from IACSegLib.batch import CaseOutcome, exit_code, parse_batch_args, run_batch, summary_text  # noqa: E402
+from IACSegLib.headless_batch import CaseOutcome, exit_code, parse_batch_args, run_batch, summary_text  # noqa: E402
 from IACSegLib.parameters import ParameterError  # noqa: E402
 from IACSegLib.process import EngineProcess  # noqa: E402
 

@@ -17,16 +17,22 @@ sys.path[:0] = [str(MODULE), str(MODULE / "Testing")]
 import iacseg.core.locations  # noqa: E402
 import slicer_stand_ins as stand_ins  # noqa: E402
 from IACSegLib import engine  # noqa: E402
-from IACSegLib.models import find_models, iacseg_home, model_search_dirs, user_models_dir  # noqa: E402
+from IACSegLib.model_list import iacseg_home, list_models, model_search_dirs, user_models_dir  # noqa: E402
 
 ENGINE_DIR = ROOT / "IACSegExtension"
+SHIPPED_SEGMENTER = ROOT / "IACSegExtension" / "iacseg" / "models" / "shipped" / "unet-demo"
+SHIPPED_LOCALISER = ROOT / "IACSegExtension" / "iacseg" / "models" / "shipped" / "dst-demo"
 
 
 def fake_model(folder: Path, kind: str = "segmenter", version: str = "9.0") -> Path:
-    """A model folder as the panel lists it (config.json + a weights file; never loaded here)."""
+    """A usable model folder under another name (a copy of a shipped one; the panel only lists it)."""
+    source = SHIPPED_SEGMENTER if kind == "segmenter" else SHIPPED_LOCALISER
     folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps({"name": folder.name, "version": version, "kind": kind}))
-    (folder / "model.safetensors").write_bytes(b"\0" * 16)
+    for f in source.iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    config = json.loads((folder / "config.json").read_text())
+    config.update(name=folder.name, version=version)
+    (folder / "config.json").write_text(json.dumps(config))
     return folder
 
 
@@ -40,7 +46,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_user_models_follow_iacseg_home_like_the_engine(home: Path) -> None:
     assert iacseg_home() == iacseg.core.locations.iacseg_home() == home
     assert user_models_dir() == iacseg.core.locations.user_models_dir() == home / "models"
-    assert model_search_dirs(None)[0] == home / "models"
+    assert model_search_dirs()[0] == home / "models"
 
 
 def test_without_iacseg_home_the_user_models_are_in_the_home_folder(tmp_path, monkeypatch) -> None:
@@ -49,32 +55,37 @@ def test_without_iacseg_home_the_user_models_are_in_the_home_folder(tmp_path, mo
     assert user_models_dir() == iacseg.core.locations.user_models_dir() == tmp_path / ".iacseg" / "models"
     monkeypatch.setenv("IACSEG_HOME", "")  # empty counts as unset, as in the engine
     assert user_models_dir() == iacseg.core.locations.user_models_dir() == tmp_path / ".iacseg" / "models"
-
-
-def test_the_same_rule_applies_when_the_engine_cannot_be_imported(home, monkeypatch) -> None:
-    monkeypatch.setitem(sys.modules, "iacseg.core.locations", None)  # `from iacseg.core.locations import …` fails
-    assert iacseg_home() == home and user_models_dir() == home / "models"
-    assert model_search_dirs(None) == [home / "models"]  # no engine: only the user's folder
-    monkeypatch.setenv("IACSEG_HOME", str(home / "other"))
-    assert user_models_dir() == home / "other" / "models"  # read when called, not when imported
+    monkeypatch.setenv("IACSEG_HOME", str(tmp_path / "other"))
+    assert user_models_dir() == tmp_path / "other" / "models"  # read when called, not when imported
 
 
 def test_the_list_holds_the_users_models_and_the_shipped_ones(home: Path) -> None:
     fake_model(home / "models" / "my-unet")
     fake_model(home / "models" / "my-dst", kind="landmarks")
     assert engine.engine_source_dir(MODULE) == ENGINE_DIR  # the checkout's engine, as the module finds it
-    dirs = model_search_dirs(ENGINE_DIR)
-    assert dirs[:2] == [home / "models", ENGINE_DIR / "iacseg" / "models" / "shipped"]
-    segmenters = {m.name: m for m in find_models(dirs, "segmenter")}
+    assert model_search_dirs() == [home / "models", iacseg.core.locations.shipped_models_dir()]
+    segmenters = {m.name: m for m in list_models("segmenter")}
     assert set(segmenters) == {"my-unet", "unet-demo"}
-    assert segmenters["my-unet"].path == home / "models" / "my-unet" and segmenters["my-unet"].title == "my-unet 9.0"
+    assert segmenters["my-unet"].path == (home / "models" / "my-unet").resolve()
+    assert segmenters["my-unet"].title == "my-unet 9.0"
     assert segmenters["unet-demo"].path.parent.resolve() == iacseg.core.locations.shipped_models_dir()
-    assert {m.name for m in find_models(dirs, "landmarks")} == {"my-dst", "dst-demo"}
+    assert {m.name for m in list_models("landmarks")} == {"my-dst", "dst-demo"}
 
 
-def test_without_an_engine_folder_the_importable_engines_shipped_models_are_listed(home: Path) -> None:
-    assert model_search_dirs(None) == [home / "models", iacseg.core.locations.shipped_models_dir()]
-    assert [m.name for m in find_models(model_search_dirs(None), "segmenter")] == ["unet-demo"]
+def test_the_panel_lists_what_the_engine_would_load_and_skips_damaged_folders(home: Path) -> None:
+    """The list is the engine's lookup: a folder whose config the engine refuses is not offered, with a reason."""
+    broken = fake_model(home / "models" / "broken-unet")
+    (broken / "config.json").write_text(json.dumps({"name": "broken-unet", "version": "1", "kind": "segmenter"}))
+    extra = fake_model(home / "elsewhere" / "extra-unet")
+    skipped: list[str] = []
+    names = [m.name for m in list_models("segmenter", extra=[extra.parent], skipped=skipped)]
+    assert names == ["extra-unet", "unet-demo"]
+    assert len(skipped) == 1 and "broken-unet" in skipped[0]
+
+
+def test_without_user_models_only_the_shipped_models_are_listed(home: Path) -> None:
+    assert [m.name for m in list_models("segmenter")] == ["unet-demo"]
+    assert [m.name for m in list_models("landmarks")] == ["dst-demo"]
 
 
 class RecordingLogic(stand_ins.FakeLogic):

@@ -291,7 +291,7 @@ def test_the_logic_library_imports_without_slicer() -> None:
     """The library files with no Slicer-facing code import with ``slicer``/``qt``/``vtk``/``ctk`` absent."""
     import subprocess
 
-    pure = ["parameters", "process", "kill", "results", "review", "corrections", "batch", "engine", "models"]
+    pure = ["parameters", "process", "kill", "results", "review", "corrections", "headless_batch", "engine", "model_list"]
     code = (f"import sys, importlib\nsys.path.insert(0, {str(MODULE)!r})\n"
             f"sys.modules.update(dict.fromkeys(['slicer', 'qt', 'vtk', 'ctk']))\n"
             f"for name in {pure!r}:\n    importlib.import_module('IACSegLib.' + name)\n")

@@ -1,7 +1,7 @@
 """Review and correction on Slicer's own MRML (slicer-core): the module's logic and review panel on a real scene.
 
 The result is shown by ``IACSegLogic.showResult`` (Slicer's readers load the engine's files); the panel is
-``IACSegLib.widget.ReviewPanel`` with the .ui file's widgets played by ``slicer_stand_ins.FakeUI`` (Qt cannot run
+``IACSegLib.review_panel.ReviewPanel`` with the .ui file's widgets played by ``slicer_stand_ins.FakeUI`` (Qt cannot run
 here). Points are moved as Slicer moves them: a drag in a view is ``PointStartInteractionEvent``, point moves
 (``PointModifiedEvent``), ``PointEndInteractionEvent``; the Markups module's control-point table and Python only
 move the point (``PointModifiedEvent``).
@@ -65,7 +65,7 @@ class Reader:
         import slicer
 
         import IACSeg
-        from IACSegLib.widget import ReviewPanel
+        from IACSegLib.review_panel import ReviewPanel
 
         self.env, self.errors = env, []
         monkeypatch.setattr(slicer.util, "errorDisplay", lambda text, *a, **k: self.errors.append(str(text)))

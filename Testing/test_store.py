@@ -17,7 +17,7 @@ from iacseg.cli.main import main
 from iacseg.core.contracts import LANDMARKS
 from iacseg.core.errors import InputError
 from iacseg.outputs.markups import read_landmarks
-from iacseg.relabel import read_label_map
+from iacseg.outputs.result_folder import read_label_map
 from iacseg.store import CorrectionStore
 from iacseg.store.layout import split_of_subject, subject_hash
 
@@ -248,7 +248,7 @@ def test_add_case_refuses_mismatched_inputs_and_taken_ids(store, small, tmp_path
                                 type(SMALL_GRID)((4, 5, 6), (1, 1, 1), (0, 0, 0)), small_landmarks())
     with pytest.raises(InputError, match="not on this CT's grid"):
         store.add_case(small[0], other)
-    with pytest.raises(InputError, match="has no calcifications.nii.gz"):
+    with pytest.raises(InputError, match="lacks calcifications.nii.gz"):
         store.add_case(small[0], tmp_path)
     with pytest.raises(InputError, match="not an IACSeg corrections store"):
         CorrectionStore.open(tmp_path)

@@ -20,8 +20,8 @@ from iacseg.core.landmarks import Landmark
 from iacseg.phantom import Phantom, make_phantom, write_phantom
 from iacseg.store import CorrectionStore
 from iacseg.store import export as export_module
-from iacseg.store.export import (ExportCase, check_statuses, dataset_folder_name, dataset_json, export_training_set,
-                                 landmark_list, splits_final)
+from iacseg.outputs.nnunet_dataset import ExportCase, dataset_folder_name, dataset_json, landmark_list, splits_final
+from iacseg.store.export import check_statuses, export_training_set
 
 GRID = Grid((6, 10, 12), (0.5, 0.5, 2.0), (-3.0, -2.5, 10.0))
 

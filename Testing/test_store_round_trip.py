@@ -17,7 +17,9 @@ sys.path[:0] = [str(MODULE)]
 
 from iacseg.cli.main import main  # noqa: E402
 from iacseg.io.writers import write_image  # noqa: E402
-from iacseg.models.registry import find_models, load_model, read_config, resolve_model  # noqa: E402
+from iacseg.models.folders import find_models, read_config
+from iacseg.models.loading import load_model
+from iacseg.models.defaults import resolve_model  # noqa: E402
 from iacseg.phantom import make_phantom  # noqa: E402
 from iacseg.pipeline import SegmentOptions, segment_case  # noqa: E402
 from iacseg.store import CorrectionStore  # noqa: E402

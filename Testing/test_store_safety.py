@@ -30,7 +30,7 @@ WORKER = textwrap.dedent("""
     import json, os, sys, time
     from pathlib import Path
     from iacseg.store import CorrectionStore
-    from iacseg.relabel import read_label_map
+    from iacseg.outputs.result_folder import read_label_map
     from iacseg.outputs.markups import read_landmarks
 
     root, reader, cases, count = sys.argv[1], sys.argv[2], sys.argv[3].split(","), int(sys.argv[4])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from iacseg.core.errors import InputError
-from iacseg.models.registry import load_state
+from iacseg.models.loading import load_state
 from iacseg.train.common import next_version
 from iacseg.train.landmarks import train_landmarks
 from iacseg.train.segmenter import train_segmenter

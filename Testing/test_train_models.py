@@ -8,7 +8,8 @@ from iacseg.core.plane import MidsagittalPlane
 from iacseg.core.contracts import LANDMARKS
 from iacseg.io.volume import CTVolume
 from iacseg.core.grid import Grid
-from iacseg.models import CalcificationSegmenter, LandmarkLocaliser
+from iacseg.models.segmenter import CalcificationSegmenter
+from iacseg.models.localiser import LandmarkLocaliser
 from iacseg.core.landmarks import Landmark
 from iacseg.train.data import Case, landmark_slices
 from iacseg.train.landmarks import random_crop, LandmarkCase, train_landmarks
@@ -44,7 +45,8 @@ def test_train_segmenter_writes_a_loadable_calibrated_model(tmp_path):
                           progress=lambda stage, f, msg="": reports.append((stage, f, msg)))
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["kind"] == "segmenter" and cfg["training"]["n_val"] == 1
-    assert 0.0 <= cfg["metrics"]["val_dice_mean"] <= 1.0 and 0.05 <= cfg["threshold"] <= 0.8
+    assert 0.0 <= cfg["metrics"]["val_dice_mean"] <= 1.0 and 0.01 <= cfg["threshold"] <= 0.99
+    assert cfg["threshold"] == cfg["metrics"]["threshold"]  # the validation cases' calibrated threshold
     assert cfg["architecture"]["params"]["deep_supervision"] is False
     assert [r for r in reports if r[0] == "train"][-1][1] == 1.0
     assert "val_dice_mean" in (out / "MODEL_CARD.md").read_text()
@@ -82,7 +84,8 @@ def test_fine_tuning_starts_from_the_parent_and_records_it(tmp_path):
     import pytest
 
     from iacseg.core.errors import InputError
-    from iacseg.models.registry import load_state, sha256_file
+    from iacseg.models.loading import load_state
+    from iacseg.core.files import sha256_of
 
     cases = [toy_case(s) for s in range(3)]
     tiny = dict(patch=(8, 16, 16), batch=2, device="cpu", val_fraction=0.34, features=(4, 8),
@@ -93,7 +96,7 @@ def test_fine_tuning_starts_from_the_parent_and_records_it(tmp_path):
                             **{**tiny, "features": (6, 12)})
     cfg = json.loads((child / "config.json").read_text())
     assert cfg["architecture"]["params"]["features"] == [4, 8]
-    assert cfg["training"]["hyperparameters"]["parent"]["sha256"] == sha256_file(parent / "model.safetensors")
+    assert cfg["training"]["hyperparameters"]["parent"]["sha256"] == sha256_of(parent / "model.safetensors")
     a, b = load_state(parent), load_state(child)
     assert a.keys() == b.keys() and all(np.allclose(a[k].numpy(), b[k].numpy()) for k in a)
     (tmp_path / "broken").mkdir()

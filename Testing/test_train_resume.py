@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from iacseg.core.errors import InputError
-from iacseg.models.registry import load_state
+from iacseg.models.loading import load_state
 from iacseg.train.checkpoint import checkpoint_dir, interval
 from iacseg.train.landmarks import train_landmarks
 from iacseg.train.segmenter import train_segmenter

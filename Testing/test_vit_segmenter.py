@@ -12,11 +12,12 @@ import pytest
 import torch
 
 from iacseg.cli.main import main
-from iacseg.core.errors import InputError
-from iacseg.models.registry import find_models, load_model, load_state, save_model
-from iacseg.models.vit import MAE3D, VIT_CONFIGS, encoder_state
-from iacseg.models.vit.decoders import DECODERS, unetr_hidden_blocks
-from iacseg.models.vit.segmenter_net import ViTSegmenter, vit_segmenter_params
+from iacseg.core.errors import InputError, ModelError
+from iacseg.models.folders import find_models
+from iacseg.models.loading import load_model, load_state, save_model
+from iacseg.models.networks.vit import MAE3D, VIT_CONFIGS, encoder_state
+from iacseg.models.networks.vit.decoders import DECODERS, unetr_hidden_blocks
+from iacseg.models.networks.vit.segmenter_net import ViTSegmenter, vit_segmenter_params
 from iacseg.train.segmenter import train_segmenter
 from test_train_models import toy_case
 
@@ -88,7 +89,7 @@ def test_each_decoder_trains_and_its_folder_loads_pickle_free_and_is_listed(deco
     assert (params["decoder"], params["patch"], params["width"], params["deep_supervision"]) == (decoder, patch, 48,
                                                                                                   False)
     assert cfg["name"] == f"vit-tiny-p{patch}-{decoder}" and cfg["version"] == "1.0"
-    assert np.isfinite(cfg["metrics"]["train_loss_last_epoch"]) and 0.05 <= cfg["threshold"] <= 0.8
+    assert np.isfinite(cfg["metrics"]["train_loss_last_epoch"]) and 0.01 <= cfg["threshold"] <= 0.99
     assert cfg["training"]["hyperparameters"]["arch"] == "vit" and f"{decoder} decoder" in (out / "MODEL_CARD.md").read_text()
     module, loaded = load_model(out, kind="segmenter")
     assert isinstance(module, ViTSegmenter) and module.decoder_name == decoder
@@ -116,8 +117,8 @@ def test_mae_init_copies_the_encoder_and_takes_the_maes_patch_and_windows(mae_fo
 
 
 @pytest.mark.parametrize("request_, words", [
-    (dict(vit_patch=4), "--vit-patch 4 does not match the MAE's patch size 8"),
-    (dict(vit_config="S"), "--vit-config S (width 240, depth 12, heads 12) does not match the MAE's encoder"),
+    (dict(vit_patch=4), "ViT patch size 4 does not match the MAE's patch size 8"),
+    (dict(vit_config="S"), "ViT configuration S (width 240, depth 12, heads 12) does not match the MAE's encoder"),
     (dict(arch="resenc-unet"), "cannot start from a mae model"),
     (dict(arch="vit", patch=(12, 16, 16)), "must be a multiple of (8, 8, 8)"),
 ])
@@ -142,7 +143,7 @@ def test_a_vit_segmenter_fine_tunes_from_its_parent(toy_cases, tmp_path):
     a, b = load_state(parent), load_state(child)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert (config(child)["name"], config(child)["version"]) == ("site-vit", "1.1")
-    with pytest.raises(InputError, match="fine-tune it with --arch vit"):
+    with pytest.raises(InputError, match="fine-tune it with the vit architecture"):
         train_segmenter(toy_cases, tmp_path / "x", **RUN, init=parent, arch="resenc-unet")
     with pytest.raises(InputError, match="does not match the init segmenter's decoder"):
         train_segmenter(toy_cases, tmp_path / "x", **RUN, init=parent, decoder="unetr")
@@ -160,19 +161,23 @@ def test_grcsf_trains_from_an_mae_folder_and_keeps_that_mae_frozen(mae_folder, t
     assert all(torch.equal(v, mae[k]) for k, v in module.mae.state_dict().items())  # trained around, not changed
 
 
-def test_grcsf_without_its_module_is_a_clear_error(mae_folder, toy_cases, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "iacseg.models.grcsf", None)  # as in an IACSeg without GRCSF
-    with pytest.raises(InputError, match="GRCSF is not available"):
-        train_segmenter(toy_cases, tmp_path / "g", arch="grcsf", **RUN, init=mae_folder)
+def test_grcsf_from_a_damaged_mae_folder_is_a_clear_error(toy_cases, tmp_path):
+    """Weights of another MAE under an MAE's config: one clear error naming the damage, never a torch traceback."""
+    mae = tiny_mae_folder(tmp_path / "mae")
+    other = tiny_mae_folder(tmp_path / "other", patch=4)
+    (mae / "model.safetensors").write_bytes((other / "model.safetensors").read_bytes())
+    with pytest.raises((InputError, ModelError), match="damaged"):
+        train_segmenter(toy_cases, tmp_path / "g", arch="grcsf", **RUN, init=mae)
+    assert not (tmp_path / "g").exists()
 
 
 @pytest.mark.parametrize("extra, words", [
-    (["--decoder", "sfpn"], "--decoder only apply to --arch vit, not --arch resenc-unet"),
-    (["--arch", "grcsf"], "--arch grcsf needs the MAE"),
+    (["--decoder", "sfpn"], "(--decoder): decoder: only for architecture vit, not resenc-unet"),
+    (["--arch", "grcsf"], "(--init): architecture grcsf needs the MAE"),
     (["--arch", "vit", "--vit-patch", "16", "--patch", "8", "16", "16"], "must be a multiple of (16, 16, 16)"),
-    (["--arch", "resenc-unet", "--init", "MAE"], "--arch resenc-unet cannot start from a mae model"),
+    (["--arch", "resenc-unet", "--init", "MAE"], "(--arch): architecture resenc-unet cannot start from a mae model"),
     (["--init", "MAE", "--vit-config", "S"], "does not match the MAE's encoder"),
-    (["--arch", "grcsf", "--init", "MAE", "--vit-patch", "8"], "--vit-patch only apply to --arch vit"),
+    (["--arch", "grcsf", "--init", "MAE", "--vit-patch", "8"], "(--vit-patch): ViT patch size: only for architecture vit"),
 ])
 def test_bad_combinations_exit_2_with_one_line(extra, words, mae_folder, tmp_path, capsys, monkeypatch):
     import iacseg.train.segmenter as segmenter

@@ -274,7 +274,7 @@ class Comparison:
             extra["pretrain_seconds"] = (self.pretrained.get(row.pretrained) or (None, None, ""))[1]
         try:
             if row.arch is None:
-                from iacseg.models.registry import resolve_model
+                from iacseg.models.defaults import resolve_model
 
                 model_dir = resolve_model(None, "segmenter")
             else:
@@ -305,7 +305,7 @@ class Comparison:
 
 
 def vit_description(settings: dict[str, Any]) -> str:
-    from iacseg.models.vit.encoder import VIT_CONFIGS
+    from iacseg.models.networks.vit.encoder import VIT_CONFIGS
 
     c = VIT_CONFIGS[str(settings["vit_config"]).removeprefix("ViTiac-")]
     return (f"ViTiac-{settings['vit_config']} (width {c.width}, depth {c.depth}, heads {c.heads}; MAE decoder width "

@@ -4,7 +4,7 @@ to updated segments and tables (target ≤ 100 ms), current code vs the old whol
 The case: a 512×512×300 CT (0.45 × 0.45 × 0.6 mm) with calcified lesions along both ICAs, written as the engine's
 output files (``calcifications.seg.nrrd`` and the rest) and shown by the module's own ``IACSegLogic.showResult``
 in a real slicer-core scene (Slicer's readers; ``IACSegModule/Testing/slicercore_env.py``); the review panel is
-``IACSegLib.widget.ReviewPanel`` with the .ui's widgets played by ``slicer_stand_ins.FakeUI`` (no Qt here).
+``IACSegLib.review_panel.ReviewPanel`` with the .ui's widgets played by ``slicer_stand_ins.FakeUI`` (no Qt here).
 
 Timed, per action, from the panel handler to the segmentation, points, planes, measures and lesion tables updated:
 
@@ -127,7 +127,7 @@ def old_path(logic):
     from iacseg.mapping.sparse import flat_nonzero
     from iacseg.measure import measure_case
     from iacseg.relabel import relabel_arrays
-    from IACSegLib import scene, widget
+    from IACSegLib import review_panel, scene
 
     session = logic.session
 
@@ -142,17 +142,17 @@ def old_path(logic):
         logic.planes = scene.landmark_planes(session.landmarks, logic.volumeNode, logic.planes)
         return int(changed.sum())
 
-    saved = case_module.agatston_by_label, widget.painted_voxels, widget.write_labels
+    saved = case_module.agatston_by_label, review_panel.painted_voxels, review_panel.write_labels
     case_module.agatston_by_label = old_agatston_by_label
-    widget.write_labels = lambda *args: []  # the old Add painted lesion rewrote nothing after the add
-    widget.painted_voxels = lambda node, segment_id, volume: flat_nonzero(  # the painted segment exported whole
+    review_panel.write_labels = lambda *args: []  # the old Add painted lesion rewrote nothing after the add
+    review_panel.painted_voxels = lambda node, segment_id, volume: flat_nonzero(  # the painted segment exported whole
         scene.painted_array(node, segment_id, volume))
     logic.applyCorrection = apply_correction
     session.measures = lambda hu: measure_case(session.labels, hu, session.grid)
     try:
         yield
     finally:
-        case_module.agatston_by_label, widget.painted_voxels, widget.write_labels = saved
+        case_module.agatston_by_label, review_panel.painted_voxels, review_panel.write_labels = saved
         del logic.applyCorrection, session.measures
 
 
@@ -269,7 +269,7 @@ def main() -> None:
 
     import IACSeg
     import slicer_stand_ins as stand_ins
-    from IACSegLib.widget import ReviewPanel
+    from IACSegLib.review_panel import ReviewPanel
 
     errors: list[str] = []
     slicer.util.errorDisplay = lambda text, *a, **k: errors.append(str(text))

@@ -10,100 +10,17 @@ from __future__ import annotations
 import csv
 import io
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .core.contracts import PHANTOM_CT_FILE, PHANTOM_DICOM_DIR, REPORT_JSON, SEGMENTS
+from .core.contracts import REPORT_JSON, SEGMENTS
 from .core.errors import IACSegError, InputError
 from .core.files import write_text_atomic
+from .io.cohort import BatchCase, discover_cases
 from .pipeline import SegmentOptions, check_models, segment_case
 from .core.progress import Progress, no_progress
 
-IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 SUMMARY_FILE = "summary.csv"
-
-
-@dataclass(frozen=True)
-class BatchCase:
-    name: str
-    input: Path
-
-
-def _is_image_file(path: Path) -> bool:
-    name = path.name.lower()
-    return path.is_file() and any(name.endswith(s) for s in IMAGE_SUFFIXES)
-
-
-def _has_dicom_files(folder: Path) -> bool:
-    for f in list(folder.iterdir())[:50]:
-        if f.is_file():
-            try:
-                with open(f, "rb") as fh:
-                    head = fh.read(132)
-            except OSError:
-                continue
-            if head[128:132] == b"DICM" or f.suffix.lower() == ".dcm":
-                return True
-    return False
-
-
-def case_input(folder: Path) -> Path | None:
-    """The CT inside a case folder: ``ct.nii.gz``, a ``dicom/`` series, the only image file, or DICOM files."""
-    if (folder / PHANTOM_CT_FILE).is_file():
-        return folder / PHANTOM_CT_FILE
-    if (folder / PHANTOM_DICOM_DIR).is_dir():
-        return folder / PHANTOM_DICOM_DIR
-    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
-    images = sorted(p for p in entries if _is_image_file(p) and not p.name.startswith("truth_"))
-    if len(images) == 1 and not any(p.is_dir() for p in entries):  # else: a folder of cases
-        return images[0]
-    if _has_dicom_files(folder):
-        return folder
-    return None
-
-
-def _stem(path: Path) -> str:
-    name = path.name
-    for s in IMAGE_SUFFIXES:
-        if name.lower().endswith(s):
-            return name[: -len(s)]
-    return name
-
-
-def discover_cases(inputs: Iterable[str | Path]) -> list[BatchCase]:
-    """Cases from the command line: image files, case folders, or folders of cases (a case per subfolder)."""
-    cases: list[BatchCase] = []
-    for raw in inputs:
-        from .io.paths import check_input_path
-
-        path = Path(raw)
-        check_input_path(path, "The batch input")  # missing, symlink loop, FIFO/device/socket, unreadable
-        if path.is_file():
-            cases.append(BatchCase(_stem(path), path))
-            continue
-        own = case_input(path)
-        if own is not None:
-            cases.append(BatchCase(path.name, own))
-            continue
-        found = 0
-        for child in sorted(path.iterdir()):
-            if child.name.startswith("."):
-                continue
-            if child.is_dir():
-                ct = case_input(child)
-                cases.append(BatchCase(child.name, ct if ct is not None else child))
-                found += 1
-            elif _is_image_file(child):
-                cases.append(BatchCase(_stem(child), child))
-                found += 1
-        if not found:
-            raise InputError(f"batch input folder {path} contains no CT files or case folders")
-    names = [c.name for c in cases]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise InputError(f"several batch inputs have the same case name ({', '.join(dupes)}); rename them")
-    return cases
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -113,9 +30,10 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     try:
         i, n = (int(v) for v in text.split("/"))
     except ValueError:
-        raise InputError(f"--shard must look like 0/4 (this shard / number of shards), not {text!r}") from None
+        raise InputError(f"shard must look like 0/4 (this shard / number of shards), not {text!r}",
+                         parameter="shard") from None
     if n < 1 or not 0 <= i < n:
-        raise InputError(f"--shard {text}: need 0 ≤ shard < count")
+        raise InputError(f"shard {text}: need 0 ≤ shard < count", parameter="shard")
     return i, n
 
 
@@ -171,8 +89,8 @@ def _check_summary_is_ours(path: Path) -> None:
     except (OSError, UnicodeDecodeError):
         header = ""
     if path.is_symlink() or not path.is_file() or not header.startswith("case,status,"):
-        raise InputError(f"{path} exists and was not written by iacseg batch; choose another output folder (-o) — "
-                         f"nothing was changed")
+        raise InputError(f"{path} exists and was not written by iacseg batch; choose another output folder — "
+                         f"nothing was changed", parameter="output")
 
 
 def _previous_report(case_out: Path) -> dict | None:
@@ -187,7 +105,7 @@ def _previous_report(case_out: Path) -> dict | None:
 
 def _foreign_case_folder(case_out: Path) -> str | None:
     """Why ``OUT/<case>`` belongs to someone else (None: absent, empty, or an IACSeg result)."""
-    from .outputs.safety import result_folder_problem
+    from .core.folder_guard import result_folder_problem
 
     if case_out.is_symlink():
         return "it is a symbolic link"
@@ -208,11 +126,11 @@ def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, options: Segmen
     Returns counts ``{"done", "skipped", "failed"}``. Cases that already hold an IACSeg result are skipped on
     re-runs, unless ``options.overwrite`` (then only those result folders are replaced). A folder
     ``out_dir/<case>`` that is not an IACSeg result is never touched: the case fails with a message saying so.
-    ``out_dir`` itself is checked before any case runs (`iacseg.outputs.safety.check_batch_output`: not an
+    ``out_dir`` itself is checked before any case runs (`iacseg.core.folder_guard.check_batch_output`: not an
     input, not inside an input folder, not the current/home folder, writable). ``on_failure(case, message)``
     is called for each failed case.
     """
-    from .outputs.safety import check_batch_output, check_case_name, is_result_folder
+    from .core.folder_guard import check_batch_output, check_case_name, is_result_folder
 
     options = options or SegmentOptions()
     inputs = list(inputs)
@@ -240,7 +158,7 @@ def run_batch(inputs: Iterable[str | Path], out_dir: str | Path, options: Segmen
             problem = _foreign_case_folder(case_out)
             if problem:
                 raise InputError(f"{case_out} exists and is not an IACSeg result ({problem}); it was left untouched "
-                                 f"— move it away or choose another output folder (-o)")
+                                 f"— move it away or choose another output folder", parameter="output")
             result = segment_case(case.input, case_out, options, progress=_case_progress(progress, case.name))
             rows[case.name] = _summary_row(case, "done", time.perf_counter() - t0, result.report)
             counts["done"] += 1

@@ -16,21 +16,21 @@ import numpy as np
 
 from .core.plane import MidsagittalPlane
 from .core.contracts import CALCIUM_HU
-from .core.errors import InputError
 from .io.volume import CTVolume
 from .core.grid import Grid
 from .core.landmarks import Landmark, landmark_heights
 from .core.progress import Progress, no_progress
+from .core.threshold import model_threshold, parse_threshold
 
 
 @dataclass
 class SegmentOptions:
-    """Options of `segment_case` (the CLI's flags)."""
+    """Options of `segment_case` (what ``iacseg segment`` and the Slicer module set)."""
 
     segmenter: str | Path | None = None  # model folder or name, or "nnunet:PATH[,…]"; None → the default model
     landmark_model: str | Path | None = None
     device: str = "auto"
-    threshold: str | float = "auto"  # "auto" → the model's calibrated threshold
+    threshold: float | str | None = None  # None (or "auto") → the model's calibrated threshold (core.threshold)
     series_uid: str | None = None
     overwrite: bool = False
     overview_png: bool = False
@@ -68,19 +68,6 @@ def _describe(model: Any) -> dict[str, str]:
     return {"name": model.name, "version": model.version, "sha256": model.sha256}
 
 
-def parse_threshold(value: str | float) -> str | float:
-    """``"auto"`` or a probability in (0, 1); anything else is an `InputError`."""
-    if isinstance(value, str) and value.strip().lower() == "auto":
-        return "auto"
-    try:
-        t = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"--threshold must be 'auto' or a probability between 0 and 1, not {value!r}") from None
-    if not 0.0 < t < 1.0:
-        raise InputError(f"--threshold must be between 0 and 1 (exclusive), not {t}")
-    return t
-
-
 def probability_on_ct_grid(prob_axial: np.ndarray, axial: Grid, ct: Grid, device: Any = None) -> np.ndarray:
     """Bring a probability map from the axial working grid back onto the CT grid.
 
@@ -106,10 +93,11 @@ def _quality(vol: CTVolume, axial: CTVolume, head: Any, plane: MidsagittalPlane,
 
 
 def check_models(options: SegmentOptions) -> None:
-    """Resolve both model folders and check them (`iacseg.models.registry.check_model_folder`) before any CT is
+    """Resolve both model folders and check them (`iacseg.models.loading.check_model_folder`) before any CT is
     read, so a damaged or wrong model is one clear refusal at once, not an error after reading (or per case)."""
-    from .models import is_nnunet_spec, resolve_model
-    from .models.registry import check_model_folder
+    from .models.nnunet_adapter import is_nnunet_spec
+    from .models.defaults import resolve_model
+    from .models.loading import check_model_folder
 
     check_model_folder(resolve_model(options.landmark_model, "landmarks"), "landmarks")
     if not is_nnunet_spec(options.segmenter):
@@ -126,8 +114,11 @@ def segment_volume(vol: CTVolume, options: SegmentOptions, progress: Progress = 
     cannot be processed at all (no head, a body CT); the landmarks are always in anatomical order.
     """
     from .mapping import segment_labels
-    from .models import (CalcificationSegmenter, LandmarkLocaliser, NnUNetSegmenter, calcium_mask, is_nnunet_spec,
-                         resolve_model)
+    from .models.segmenter import CalcificationSegmenter
+    from .models.localiser import LandmarkLocaliser
+    from .models.nnunet_adapter import NnUNetSegmenter, is_nnunet_spec
+    from .models.postprocess import calcium_mask
+    from .models.defaults import resolve_model
     from .preprocess import (analyse_head, ica_region, landmark_prior, midsagittal_plane, outside_ica_corridor,
         to_axial_lps)
     from .core.device import resolve_device
@@ -160,7 +151,7 @@ def segment_volume(vol: CTVolume, options: SegmentOptions, progress: Progress = 
     progress("segment", 0.0, "calcification probability")
     roi = ica_region(axial, plane, landmarks)
     prob = segmenter.predict_proba(axial, roi, progress=progress)
-    thr = float(segmenter.config.get("threshold", 0.5)) if threshold == "auto" else float(threshold)
+    thr = model_threshold(segmenter.config) if threshold is None else threshold
     watch.lap("segment")
 
     progress("mapping", 0.0, "labelling ICA segments")
@@ -187,7 +178,7 @@ def segment_volume(vol: CTVolume, options: SegmentOptions, progress: Progress = 
     info = {
         "timings_s": watch.timings,
         "threshold": thr,
-        "threshold_source": "model calibration" if threshold == "auto" else "user",
+        "threshold_source": "model calibration" if threshold is None else "user",
         "models": {"segmenter": _describe(segmenter), "landmarks": _describe(localiser)},
         "roi_kji": [[s.start, s.stop] for s in roi],
         "outside_ica_voxels": {where: int(m.sum()) for where, m in outside.items()},
@@ -205,14 +196,14 @@ def segment_case(input_path: str | Path, out_dir: str | Path, options: SegmentOp
                  progress: Progress = no_progress) -> CaseResult:
     """Segment one CT and write the contract outputs to ``out_dir`` (atomically).
 
-    The output folder is checked first (`iacseg.outputs.safety.check_output_folder`: not the input's folder,
+    The output folder is checked first (`iacseg.core.folder_guard.check_output_folder`: not the input's folder,
     not a user's folder, writable, room, name length), so a bad ``out_dir`` fails before any computation.
     Nothing is written when anything fails: the output folder appears only complete.
     """
     from .io import read_ct
     from .measure import measure_case
     from .outputs import build_report, write_case_outputs
-    from .outputs.safety import check_output_folder
+    from .core.folder_guard import check_output_folder
     from .quality import apply_assessability
 
     options = options or SegmentOptions()

@@ -5,7 +5,6 @@ Only the cheap mapping and the measures run again; the models do not.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,37 +16,10 @@ from .core.errors import InputError
 from .core.grid import Grid
 from .core.landmarks import Landmark, landmark_heights
 from .outputs.markups import read_landmarks
+from .outputs.result_folder import read_label_map, read_report, report_plane
 
-
-def read_label_map(path: str | Path) -> tuple[np.ndarray, Grid]:
-    """A label map / mask file → ``(uint8 array [k,j,i], Grid)``."""
-    import SimpleITK as sitk
-
-    from .io.volume import grid_from_sitk
-
-    from .io.paths import check_input_path, itk_path, shown
-
-    path = check_input_path(Path(path), "The mask file")
-    if path.is_dir():
-        raise InputError(f"The mask {shown(path)} is a folder; give the calcifications.nii.gz file inside it")
-    try:
-        with itk_path(path) as name:
-            image = sitk.ReadImage(name)
-    except RuntimeError:
-        raise InputError(f"{path} is not a readable image (expected e.g. calcifications.nii.gz)") from None
-    if image.GetDimension() != 3:
-        raise InputError(f"{path} is not a 3D label map")
-    return sitk.GetArrayFromImage(image).astype(np.uint8), grid_from_sitk(image)
-
-
-def plane_from_report(report_path: Path) -> tuple[MidsagittalPlane, dict[str, Any]]:
-    try:
-        report = json.loads(Path(report_path).read_text())
-        return MidsagittalPlane.from_dict(report["midsagittal_plane"]), report
-    except FileNotFoundError:
-        raise InputError(f"report {report_path} does not exist; pass --report with the original report.json") from None
-    except (ValueError, KeyError, TypeError):
-        raise InputError(f"{report_path} has no midsagittal plane; pass the report.json written by iacseg segment") from None
+#: What a refusal of the mask's report tells the user to do.
+REPORT_HINT = "pass the report.json written by iacseg segment"
 
 
 #: how far (mm) beyond the scanned z-range a reader's landmark may lie (a clinoid above a scan's top edge)
@@ -106,7 +78,7 @@ def relabel_case(mask_path: str | Path, landmarks_path: str | Path, out_dir: str
     from .io import read_ct
     from .measure import measure_case
     from .outputs import build_report, write_case_outputs
-    from .outputs.safety import FIXED_OUTPUT_BYTES, check_location, check_output_folder
+    from .core.folder_guard import FIXED_OUTPUT_BYTES, check_location, check_output_folder
     from .quality import apply_assessability
 
     report_path = Path(report_path) if report_path else Path(mask_path).with_name(REPORT_JSON)
@@ -121,7 +93,8 @@ def relabel_case(mask_path: str | Path, landmarks_path: str | Path, out_dir: str
     landmarks = read_landmarks(landmarks_path)
     for lm in landmarks.values():
         lm.extra["source"] = "reader"
-    plane, old_report = plane_from_report(report_path)
+    old_report = read_report(report_path, REPORT_HINT)
+    plane = report_plane(old_report, report_path, REPORT_HINT)
     check_landmark_heights(landmarks, grid, landmarks_path)
     labels = relabel_arrays(mask, grid, plane, landmarks)
     warnings: list[str] = []
@@ -137,7 +110,7 @@ def relabel_case(mask_path: str | Path, landmarks_path: str | Path, out_dir: str
         acquisition = vol.metadata
     else:
         raise InputError("relabel needs the CT for the HU-based measures and the original one was not found; "
-                         "pass it with --ct")
+                         "give the CT", parameter="ct")
     measures = measure_case(labels, hu, grid)
     qc = reader_quality_control(vol, landmarks, old_report)
     apply_assessability(measures, qc)

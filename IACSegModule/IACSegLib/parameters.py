@@ -7,7 +7,6 @@ boundary: `SegmentParameters.as_arg_list()` is exactly the argument list of
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,9 +54,7 @@ class SegmentParameters:
         _check_device(self.device)
         _check_model(self.model, "calcification model")
         _check_model(self.landmark_model, "landmark model")
-        if self.threshold is not None and not (math.isfinite(self.threshold) and 0.0 < self.threshold < 1.0):
-            raise ParameterError(f"threshold must be a probability between 0 and 1 (exclusive) or auto, "
-                                 f"not {self.threshold}")
+        _check_threshold(self.threshold)
         if check_paths and not Path(self.input_path).exists():
             raise ParameterError(f"the input CT {self.input_path} does not exist; choose a CT file or DICOM folder")
         out = Path(self.output_dir)
@@ -114,15 +111,24 @@ class TrainParameters:
         return args
 
 
-def parse_threshold_text(text: str) -> float | None:
-    """Text of the threshold box → None for "auto"/empty, else a float (validated by `SegmentParameters`)."""
-    text = (text or "").strip().lower()
-    if text in ("", "auto"):
-        return None
+def _check_threshold(value: str | float | None) -> float | None:
+    """The engine's own threshold rule (`iacseg.core.threshold.parse_threshold`: None/"auto" or a probability in
+    (0, 1)), its refusal as a `ParameterError`. The engine is imported here, not at module level: this module is
+    imported before the Slicer module has put a bundled engine on ``sys.path``."""
+    from iacseg.core.errors import InputError
+    from iacseg.core.threshold import parse_threshold
+
     try:
-        return float(text)
-    except ValueError:
-        raise ParameterError(f"threshold must be 'auto' or a number between 0 and 1, not {text!r}") from None
+        return parse_threshold(value)
+    except InputError as exc:
+        raise ParameterError(str(exc)) from None
+
+
+def parse_threshold_text(text: str) -> float | None:
+    """Text of the threshold box → None for "auto"/empty (the model's calibrated threshold), else a probability in
+    (0, 1); anything else is a `ParameterError`."""
+    text = (text or "").strip()
+    return None if not text else _check_threshold(text)
 
 
 def engine_command(python_executable: str, args: Sequence[str]) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -27,6 +28,9 @@ SEGMENT_STAGE_WEIGHTS: dict[str, float] = {"read": 0.05, "preprocess": 0.10, "la
 #: Same for ``iacseg train``: preparing cases, then epochs.
 TRAIN_STAGE_WEIGHTS: dict[str, float] = {"prepare": 0.10, "train": 0.90}
 ERROR_PREFIX = "iacseg: error: "
+#: A refusal's line: ``iacseg: error: MESSAGE``, or ``iacseg: error (--flag): MESSAGE`` when the engine's error is
+#: about one of its parameters (`iacseg.cli.flags`); the module shows MESSAGE as it is.
+ERROR_LINE = re.compile(r"^iacseg: error(?: \([^)]*\))?: (.*)$")
 INTERNAL_ERROR_PREFIX = "iacseg: internal error: "
 EXIT_BAD_INPUT = 2
 
@@ -143,11 +147,13 @@ class EngineError(RuntimeError):
 
 def failure_message(exit_code: int, log: Sequence[str]) -> str:
     """One clear sentence for a failed run from its exit code and output lines."""
-    for prefix in (ERROR_PREFIX, INTERNAL_ERROR_PREFIX):
-        for line in reversed(log):
-            if line.startswith(prefix):
-                text = line[len(prefix):].strip()
-                return text if prefix == ERROR_PREFIX else f"internal error in the engine: {text}"
+    for line in reversed(log):
+        match = ERROR_LINE.match(line)
+        if match:
+            return match.group(1).strip()
+    for line in reversed(log):
+        if line.startswith(INTERNAL_ERROR_PREFIX):
+            return f"internal error in the engine: {line[len(INTERNAL_ERROR_PREFIX):].strip()}"
     if exit_code < 0:
         return f"the engine process was stopped by signal {-exit_code}"
     tail = next((line for line in reversed(log) if line.strip() and not line.lstrip().startswith("{")), "")

@@ -1,4 +1,5 @@
-"""Reading an engine output folder (docs/DESIGN.md, "Contracts") into what the module shows.
+"""What the module shows of an engine output folder (docs/DESIGN.md, "Contracts"), read by the engine's reader
+(`iacseg.outputs.result_folder`, torch-free).
 
 Label map → segment names, descriptions and colours; landmarks; a measures table (one row per segment and
 a total row); a lesion table whose rows carry the lesion centroid (LPS and RAS mm) for jump-to; the case's
@@ -8,22 +9,19 @@ range is *not assessable*: its row says so instead of numbers. Reports older tha
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
 from iacseg.core.plane import MidsagittalPlane
-from iacseg.core.contracts import (LABELS_FILE, LANDMARKS_FILE, REPORT_JSON, SEGMENT_COLORS, SEGMENTATION_FILE,
-    SEGMENTS)
-from iacseg.core.errors import InputError
+from iacseg.core.contracts import SEGMENT_COLORS, SEGMENTS
 from iacseg.core.grid import Grid
 from iacseg.core.landmarks import Landmark
-from iacseg.outputs.markups import read_landmarks
+from iacseg.outputs.result_folder import LoadedResult, ResultFolder
 
-REQUIRED_FILES = (LABELS_FILE, LANDMARKS_FILE, REPORT_JSON)
+RUN_FIRST, RUN_AGAIN = "run Segment first", "run Segment again"
 _SIDE_WORD = {"L": "left", "R": "right"}
 
 
@@ -213,68 +211,58 @@ def lesion_rows(report: Mapping[str, Any]) -> list[LesionRow]:
     return sorted(rows, key=lambda r: (-r.volume_mm3, r.lesion_id))
 
 
-@dataclass
-class CaseResult:
-    """An engine output folder loaded: labels ``[k, j, i]`` uint8 0..8 on ``grid`` (LPS), landmarks, report."""
+@dataclass(frozen=True)
+class ResultView:
+    """An engine output folder as the module shows it: a thin view over the engine's one reader of output folders
+    (`iacseg.outputs.result_folder`) whose midsagittal plane is always there. Labels ``[k, j, i]`` uint8 0..8 on
+    ``grid`` (LPS), landmarks, report, plane; the paths Slicer loads."""
 
-    folder: Path
-    labels: np.ndarray
-    grid: Grid
-    landmarks: dict[str, Landmark]
-    report: dict[str, Any]
+    loaded: LoadedResult
     plane: MidsagittalPlane
-    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def folder(self) -> Path:
+        return self.loaded.folder
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.loaded.labels
+
+    @property
+    def grid(self) -> Grid:
+        return self.loaded.grid
+
+    @property
+    def landmarks(self) -> dict[str, Landmark]:
+        return self.loaded.landmarks
+
+    @property
+    def report(self) -> dict[str, Any]:
+        return self.loaded.report
+
+    @property
+    def files(self) -> dict[str, Path]:
+        return self.loaded.files
 
     @property
     def segmentation_file(self) -> Path:
-        return self.folder / SEGMENTATION_FILE
+        return self.loaded.source.segmentation_path
 
     @property
     def labels_file(self) -> Path:
-        return self.folder / LABELS_FILE
+        return self.loaded.source.labels_path
 
     @property
     def landmarks_file(self) -> Path:
-        return self.folder / LANDMARKS_FILE
+        return self.loaded.source.landmarks_path
 
 
-def check_output_folder(folder: str | Path) -> Path:
-    """Raise `InputError` unless ``folder`` holds the engine's contract files."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"the result folder {folder} does not exist; run Segment first")
-    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
-    if missing:
-        raise InputError(f"the result folder {folder} lacks {', '.join(missing)}; run Segment again")
-    return folder
-
-
-def load_report(folder: str | Path) -> dict[str, Any]:
-    path = Path(folder) / REPORT_JSON
-    try:
-        return json.loads(path.read_text())
-    except ValueError:
-        raise InputError(f"{path} is not valid JSON; run Segment again") from None
-
-
-def load_case_result(folder: str | Path) -> CaseResult:
-    """Read labels (SimpleITK), landmarks and report of an engine output folder."""
-    from iacseg.relabel import read_label_map
-
-    folder = check_output_folder(folder)
-    report = load_report(folder)
-    labels, grid = read_label_map(folder / LABELS_FILE)
-    landmarks = read_landmarks(folder / LANDMARKS_FILE)
-    for name, record in report.get("landmarks", {}).items():  # keep slice and confidence from the report
-        if name in landmarks:
-            landmarks[name].slice = record.get("slice")
-            landmarks[name].confidence = float(record.get("confidence", 1.0) or 1.0)
-    plane_dict = report.get("midsagittal_plane")
-    if not isinstance(plane_dict, Mapping):
-        raise InputError(f"{folder / REPORT_JSON} has no midsagittal plane; run Segment again with this IACSeg")
-    plane = MidsagittalPlane.from_dict(dict(plane_dict))
-    files = {name: folder / name for name in (LABELS_FILE, SEGMENTATION_FILE, LANDMARKS_FILE, REPORT_JSON)}
-    return CaseResult(folder, labels, grid, landmarks, report, plane, files)
+def load_case_result(folder: str | Path) -> ResultView:
+    """Read labels, landmarks, report and plane of an engine output folder; `InputError` saying to run Segment
+    (again) when the folder, a file or the plane is missing or damaged."""
+    loaded = ResultFolder.open(folder, hint=RUN_AGAIN, absent_hint=RUN_FIRST).load(need_plane=True)
+    assert loaded.plane is not None  # need_plane: read or refused
+    return ResultView(loaded, loaded.plane)
 
 
 def landmark_slice(grid: Grid, landmark: Landmark) -> int:

@@ -20,7 +20,7 @@ import slicer
 from iacseg.core.errors import InputError
 from iacseg.core.landmarks import Landmark
 
-from .results import CaseResult, lps_to_ras, segment_infos
+from .results import ResultView, lps_to_ras, segment_infos
 
 PLANE_SIZE_MM = 60.0
 
@@ -42,7 +42,7 @@ def place_under_study(node, volume_node) -> None:
     sh.SetItemParent(sh.GetItemByDataNode(node), parent)
 
 
-def show_segmentation(result: CaseResult, volume_node):
+def show_segmentation(result: ResultView, volume_node):
     """Load ``calcifications.seg.nrrd``: 8 segments named and coloured by ICA segment, under the input's study."""
     volume_shape = slicer.util.arrayFromVolume(volume_node).shape
     if tuple(result.labels.shape) != tuple(volume_shape):
@@ -257,7 +257,7 @@ def remove_painted_segment(segmentation_node, segment_id: str, volume_node) -> N
     segmentation.RemoveSegment(segment_id)
 
 
-def show_landmarks(result: CaseResult, volume_node):
+def show_landmarks(result: ResultView, volume_node):
     """Load ``landmarks.mrk.json`` (6 labelled points) under the input's study."""
     node = slicer.util.loadMarkups(str(result.landmarks_file))
     node.SetName(slicer.mrmlScene.GenerateUniqueName(f"{volume_node.GetName()} ICA landmarks"))

@@ -1,11 +1,11 @@
 """Stand-ins for Slicer's ``qt`` and ``slicer`` modules and the panel's widgets, so that
-`IACSegLib.widget.ReviewPanel` runs under pytest (Slicer cannot run here).
+`IACSegLib.review_panel.ReviewPanel` runs under pytest (Slicer cannot run here).
 
 Only what the panel touches is imitated: widget properties are plain attributes (``label.text``,
 ``label.styleSheet``…), a table keeps its cell texts, ``slicer.util`` records error dialogs. The widgets are
 the ones the module's ``.ui`` file declares: a name missing there is an `AttributeError`, as in Slicer.
 
-    panel_module = install(monkeypatch)              # imports IACSegLib.widget against the stand-ins
+    panel_module = install(monkeypatch)              # imports IACSegLib.review_panel against the stand-ins
     panel = panel_module.ReviewPanel(FakeUI(), FakeLogic(load_case_result(folder), hu), None)
 """
 
@@ -116,15 +116,15 @@ def _slicer_module(errors: list[str]) -> types.ModuleType:
 
 
 def install(monkeypatch) -> types.ModuleType:
-    """Put the stand-ins in ``sys.modules`` (undone after the test) and import `IACSegLib.widget` against them."""
+    """Put the stand-ins in ``sys.modules`` (undone after the test) and import `IACSegLib.review_panel` against them."""
     qt = types.ModuleType("qt")
     qt.QTableWidgetItem, qt.QSettings = FakeTableWidgetItem, FakeSettings
     monkeypatch.setitem(sys.modules, "qt", qt)
     monkeypatch.setitem(sys.modules, "slicer", _slicer_module([]))
-    for name in ("IACSegLib.widget", "IACSegLib.scene"):  # imported afresh here, forgotten after the test
+    for name in ("IACSegLib.review_panel", "IACSegLib.scene"):  # imported afresh here, forgotten after the test
         monkeypatch.setitem(sys.modules, name, None)
         del sys.modules[name]
-    return importlib.import_module("IACSegLib.widget")
+    return importlib.import_module("IACSegLib.review_panel")
 
 
 class FakeNode:

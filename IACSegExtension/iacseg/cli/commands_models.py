@@ -14,7 +14,8 @@ from .progress_view import PROGRESS_MODES, make_progress
 def _default_paths() -> dict[str, str]:
     """Resolved folder of the default model of each kind (promoted, else the shipped demo), when it exists."""
     from ..core.errors import ModelError
-    from ..models.registry import KINDS, resolve_model
+    from ..models.folders import KINDS
+    from ..models.defaults import resolve_model
 
     out = {}
     for kind in KINDS:
@@ -27,8 +28,8 @@ def _default_paths() -> dict[str, str]:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from ..core.errors import ModelError
-    from ..models import find_models
-    from ..models.registry import describe_model
+    from ..models.folders import find_models
+    from ..models.folders import describe_model
 
     skipped: list[str] = []
     models = find_models(skipped)
@@ -59,7 +60,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from ..models.defaults import promote
+    from ..models.promote import promote
 
     result = promote(args.model)
     was = result["previous"] or "the shipped demo model"
@@ -140,11 +141,11 @@ def training_data(args: argparse.Namespace, purpose: str = "training",
 
 def _checked_init(args: argparse.Namespace) -> Path | None:
     """The --init model folder (for --from-store: the default model when none is given), fully checked
-    (`iacseg.models.registry.check_model_folder`: config, weights file, shapes) and of a kind that can start the
+    (`iacseg.models.loading.check_model_folder`: config, weights file, shapes) and of a kind that can start the
     training; None for a fresh training."""
     from ..core.errors import InputError
-    from ..models import resolve_model
-    from ..models.registry import check_model_folder
+    from ..models.defaults import resolve_model
+    from ..models.loading import check_model_folder
 
     if not args.init and args.from_store is None:
         return None

@@ -28,7 +28,8 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace, overwrite: bool = False):
-    from ..pipeline import SegmentOptions, parse_threshold
+    from ..core.threshold import parse_threshold
+    from ..pipeline import SegmentOptions
 
     from .validate import parse_cutpoints
 
@@ -105,10 +106,33 @@ def cmd_relabel(args: argparse.Namespace) -> int:
     return 0
 
 
+def _num(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def print_demo(demo, stream=None) -> None:
+    """The demo's summary for people (on stderr unless ``stream`` is given): the report, the scores against the
+    phantom's truth and where the overview image is."""
+    stream = stream or sys.stderr
+    print_summary(demo.report, demo.result_dir, stream=stream)
+    scores = demo.scores
+    print(f"  against the phantom's truth: Dice {_num(scores.get('mean_dice')):.3f}, "
+          f"label accuracy {_num(scores.get('mean_label_accuracy')):.3f}, "
+          f"landmark error {_num(scores.get('landmark_mean_error_slices')):.2f} slices", file=stream)
+    print(f"  overview image: {demo.overview}", file=stream)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 
-    report = run_demo(Path(args.output), seed=args.seed, device=args.device, progress_mode=args.progress)
+    progress, close = make_progress(args.progress, desc="demo ")
+    try:
+        demo = run_demo(Path(args.output), seed=args.seed, device=args.device, progress=progress,
+                        announce=lambda step: print(step, file=sys.stderr))
+    finally:
+        close()
+    print_demo(demo)
+    report = demo.report
     print(json.dumps({k: report[k] for k in ("total", "risk_group") if k in report}, indent=2))
     return 0
 

@@ -15,9 +15,9 @@ COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
 
 
 def _register_all(sub: argparse._SubParsersAction) -> None:
-    from . import commands_data, commands_models, commands_segment, commands_store
+    from . import commands_evaluate, commands_models, commands_phantom, commands_segment, commands_store
 
-    for module in (commands_segment, commands_data, commands_models, commands_store):
+    for module in (commands_segment, commands_phantom, commands_evaluate, commands_models, commands_store):
         module.register(sub)
     from . import commands_calibrate
 
@@ -57,7 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except IACSegError as exc:
         if debug:
             traceback.print_exc()
-        print(f"iacseg: error: {exc}", file=sys.stderr)
+        from .flags import command_of, error_line
+
+        print(error_line(str(exc), command_of(args), exc.parameter), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("iacseg: cancelled", file=sys.stderr)

@@ -115,7 +115,7 @@ def atomic_folder(path: str | os.PathLike, overwrite: bool = False) -> Iterator[
     path = Path(path).absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and any(path.iterdir()) and not overwrite:
-        raise FileExistsError(f"output folder {path} already exists and is not empty; choose another or use --overwrite")
+        raise FileExistsError(f"output folder {path} already exists and is not empty; choose another or allow overwriting")
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
         yield tmp

@@ -1,5 +1,6 @@
 """Threshold calibration (Jin et al.): pick the probability threshold that minimises the mean absolute volume
-difference between prediction and truth on a development set, and store it in the model's ``config.json``.
+difference between prediction and truth on a development set, and store it in the model's ``config.json``. The rule
+and the candidate grid are `iacseg.models.calibration`'s, the same that training calibrates with.
 
 The engine computes each case's calcification probability once (`iacseg.pipeline.segment_volume` with
 ``keep_probability``); every candidate threshold is then applied to that map with the engine's own rule
@@ -21,41 +22,15 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..core.contracts import CALCIUM_HU, PHANTOM_CT_FILE, PHANTOM_DICOM_DIR, TRUTH_LABELS_FILE
+from ..core.contracts import CALCIUM_HU, TRUTH_LABELS_FILE
 from ..core.errors import InputError
 from ..core.progress import Progress, no_progress
+from ..core.threshold import model_threshold
+from ..models.calibration import THRESHOLDS, calibrate_threshold, threshold_sweep
 from .bootstrap import bland_altman
 
-#: Candidate thresholds when none are given: 0.01, 0.02, …, 0.99.
-DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.01 * n, 2) for n in range(1, 100))
-
-
-def calibrate_threshold(per_case_volumes_by_threshold: Mapping[float, Sequence[float]],
-                        truth_volumes: Sequence[float]) -> tuple[float, list[dict[str, float]]]:
-    """The threshold whose predicted volumes (mm³, one per case, same order as ``truth_volumes``) have the
-    smallest mean absolute difference from the true volumes, and the table of every threshold.
-
-    Table rows (ascending threshold): ``{"threshold", "mean_abs_volume_difference_mm3",
-    "mean_volume_difference_mm3"}`` (difference = prediction − truth). Ties in the mean absolute difference
-    (within 1e-9 mm³) go to the smaller |mean signed difference|, then to the lower threshold.
-    """
-    truth = np.asarray(truth_volumes, dtype=np.float64)
-    if not per_case_volumes_by_threshold:
-        raise ValueError("no thresholds to choose from")
-    if truth.size == 0:
-        raise ValueError("calibration needs at least one case")
-    table = []
-    for t in sorted(per_case_volumes_by_threshold):
-        pred = np.asarray(per_case_volumes_by_threshold[t], dtype=np.float64)
-        if pred.shape != truth.shape:
-            raise ValueError(f"threshold {t}: {pred.size} predicted volumes for {truth.size} cases")
-        diff = pred - truth
-        table.append({"threshold": float(t), "mean_abs_volume_difference_mm3": float(np.abs(diff).mean()),
-                      "mean_volume_difference_mm3": float(diff.mean())})
-    best_abs = min(r["mean_abs_volume_difference_mm3"] for r in table)
-    tied = [r for r in table if r["mean_abs_volume_difference_mm3"] <= best_abs + 1e-9]
-    best = min(tied, key=lambda r: (abs(r["mean_volume_difference_mm3"]), r["threshold"]))
-    return best["threshold"], table
+#: Candidate thresholds when none are given: 0.01, 0.02, …, 0.99 (the grid training calibrates on too).
+DEFAULT_THRESHOLDS: tuple[float, ...] = THRESHOLDS
 
 
 def parse_thresholds(text: str | None) -> list[float]:
@@ -75,10 +50,11 @@ def parse_thresholds(text: str | None) -> list[float]:
         else:
             values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise InputError(f"--thresholds must be probabilities separated by commas (0.05,0.1,0.2) or "
-                         f"start:stop:step (0.02:0.9:0.02), not {text!r}") from None
+        raise InputError(f"candidate thresholds must be probabilities separated by commas (0.05,0.1,0.2) or "
+                         f"start:stop:step (0.02:0.9:0.02), not {text!r}", parameter="thresholds") from None
     if not values or any(not 0.0 < v < 1.0 for v in values):
-        raise InputError(f"--thresholds must all lie between 0 and 1 (exclusive), not {text!r}")
+        raise InputError(f"candidate thresholds must all lie between 0 and 1 (exclusive), not {text!r}",
+                         parameter="thresholds")
     return sorted(set(values))
 
 
@@ -88,22 +64,10 @@ def sweep_case(prob: np.ndarray, hu: np.ndarray, truth: np.ndarray, voxel_volume
 
     ``prob``: calcification probability; ``hu``: CT in HU; ``truth``: label map (calcified = > 0).
     Returns ``{"truth_volume_mm3", "pred_volume_mm3": [...], "dice": [...]}`` per threshold (input order).
-    Only the box holding voxels with prob ≥ min(thresholds) and HU ≥ ``min_hu`` (plus one voxel) is
-    thresholded: outside it every mask is empty, so the result equals thresholding the whole volume.
+    The masks are those of `iacseg.models.calibration.threshold_sweep` (the sweep training validates with).
     """
-    from ..models.postprocess import calcium_mask
-
-    truth_mask = np.asarray(truth) > 0
-    n_truth = int(truth_mask.sum())
-    candidates = (prob >= min(thresholds)) & (hu >= min_hu)
-    pred_vox, tp_vox = np.zeros(len(thresholds), np.int64), np.zeros(len(thresholds), np.int64)
-    if candidates.any():
-        nz = np.argwhere(candidates)
-        box = tuple(slice(max(0, lo - 1), hi + 2) for lo, hi in zip(nz.min(0), nz.max(0)))
-        p, h, t = prob[box], hu[box], truth_mask[box]
-        for n, thr in enumerate(thresholds):
-            mask = calcium_mask(p, h, float(thr), min_hu=min_hu)
-            pred_vox[n], tp_vox[n] = int(mask.sum()), int((mask & t).sum())
+    counts = threshold_sweep(prob, hu, truth, thresholds, min_hu)
+    n_truth, pred_vox, tp_vox = counts["truth_voxels"], counts["pred_voxels"], counts["overlap_voxels"]
     denom = pred_vox + n_truth
     dice = np.where(denom > 0, 2.0 * tp_vox / np.maximum(denom, 1), 1.0)
     return {"truth_volume_mm3": n_truth * voxel_volume_mm3,
@@ -112,18 +76,12 @@ def sweep_case(prob: np.ndarray, hu: np.ndarray, truth: np.ndarray, voxel_volume
 
 def dev_case_folders(data: str | Path) -> list[Path]:
     """Case folders of a development set (``data`` itself or its subfolders); `InputError` when there are none."""
-    from ..train.data import is_case_folder
+    from ..outputs.truth_folder import case_folders
 
     root = Path(data)
     if not root.exists():
         raise InputError(f"the development-set folder {root} does not exist; give a folder of case folders")
-    if is_case_folder(root):
-        return [root]
-    found = sorted(p for p in root.iterdir() if p.is_dir() and is_case_folder(p)) if root.is_dir() else []
-    if not found:
-        raise InputError(f"{root} holds no development cases; each case folder needs {PHANTOM_CT_FILE} (or "
-                         f"{PHANTOM_DICOM_DIR}/) and {TRUTH_LABELS_FILE}")
-    return found
+    return case_folders(root, "development")
 
 
 def dev_set_hash(folders: Sequence[Path]) -> str:
@@ -137,20 +95,12 @@ def dev_set_hash(folders: Sequence[Path]) -> str:
 
 def _read_dev_case(folder: Path) -> tuple[Any, np.ndarray]:
     """CT (as `iacseg segment` reads it) and the truth label map on the CT's grid (nearest neighbour if needed)."""
-    import SimpleITK as sitk
-
-    from ..io import read_ct
-    from ..io.volume import grid_from_sitk
+    from ..outputs.truth_folder import TruthFolder
     from ..preprocess import resample_to_grid
 
-    ct_path = folder / PHANTOM_CT_FILE if (folder / PHANTOM_CT_FILE).is_file() else folder / PHANTOM_DICOM_DIR
-    vol = read_ct(ct_path)
-    try:
-        image = sitk.ReadImage(str(folder / TRUTH_LABELS_FILE))
-    except RuntimeError:
-        raise InputError(f"cannot read {folder / TRUTH_LABELS_FILE}; it must be a label image "
-                         f"(0 = background) beside the CT") from None
-    truth, grid = sitk.GetArrayFromImage(image).astype(np.uint8), grid_from_sitk(image)
+    case = TruthFolder(Path(folder))
+    vol = case.read_ct()
+    truth, grid = case.read_labels()
     if not grid.same_geometry(vol.grid):
         truth = resample_to_grid(truth, grid, vol.grid, order=0)
     return vol, truth
@@ -179,18 +129,18 @@ def calibrate_model(model: str | Path | None, data: str | Path, thresholds: Sequ
     ΔV (mm³), mean Dice and Bland–Altman mean difference and 95 % limits of agreement; ``table`` (every
     threshold); ``cases`` (per-case volumes and Dice before/after).
     """
-    from ..models import resolve_model
-    from ..models.registry import read_config
+    from ..models.defaults import resolve_model
+    from ..models.folders import read_config
     from ..pipeline import SegmentOptions, segment_volume
 
     model_dir = resolve_model(model, "segmenter")
     config = read_config(model_dir)
     if config.get("kind") != "segmenter":
         raise InputError(f"{model_dir} is a {config.get('kind')!r} model; calibration needs a segmenter")
-    current = float(config.get("threshold", 0.5))
+    current = model_threshold(config)
     candidates = sorted(set(float(t) for t in (thresholds or DEFAULT_THRESHOLDS)) | {current})
     folders = dev_case_folders(data)
-    options = SegmentOptions(segmenter=model_dir, landmark_model=landmark_model, device=device, threshold="auto",
+    options = SegmentOptions(segmenter=model_dir, landmark_model=landmark_model, device=device, threshold=None,
                              keep_probability=True)
     sweeps, described = [], None
     for n, folder in enumerate(folders):
@@ -235,11 +185,12 @@ def write_calibration(model_dir: str | Path, report: Mapping[str, Any]) -> dict[
     are not the ones the report calibrated (their SHA-256 differs). Nothing but config.json is written.
     """
     from ..core.errors import ModelError
-    from ..models.registry import CONFIG_FILE, WEIGHTS_FILE, read_config, sha256_file
+    from ..models.folders import CONFIG_FILE, WEIGHTS_FILE, read_config
+    from ..core.files import sha256_of
     from ..core.files import write_text_atomic
 
     model_dir = Path(model_dir)
-    weights_before = sha256_file(model_dir / WEIGHTS_FILE)
+    weights_before = sha256_of(model_dir / WEIGHTS_FILE)
     config = read_config(model_dir)
     if report["model"].get("sha256") not in (None, weights_before):
         raise ModelError(f"the weights in {model_dir} are not the ones calibrated "

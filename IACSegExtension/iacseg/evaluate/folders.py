@@ -4,41 +4,26 @@ Prediction case: ``<pred_dir>/<case>/calcifications.nii.gz`` + ``landmarks.mrk.j
 Truth case: ``<truth_dir>/<case>/truth_calcifications.nii.gz`` + ``truth_landmarks.mrk.json`` + ``truth.json``.
 Either directory may also be a single case folder. Cases pair by subfolder name; a truth case without a
 prediction is recorded as failed (no crash). A prediction on another grid is resampled onto the truth grid by
-nearest neighbour in world coordinates (LPS; identity transform).
+nearest neighbour in world coordinates (LPS; identity transform). Both kinds of folder are found and read by
+their owners, `iacseg.outputs.result_folder` and `iacseg.outputs.truth_folder`.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..core.contracts import (LABELS_FILE, LANDMARKS_FILE, REPORT_JSON, SEGMENTS, TRUTH_LABELS_FILE,
-    TRUTH_LANDMARKS_FILE)
+from ..core.contracts import LABELS_FILE, SEGMENTS, TRUTH_LABELS_FILE
 from ..core.errors import IACSegError, InputError
 from ..core.progress import Progress, no_progress
 from .bootstrap import bland_altman, metric_intervals
 from .breakdown import by_lesion_size, by_slice_thickness, lesion_detection, risk_group_accuracy
+from ..outputs.result_folder import ResultFolder, result_folders
+from ..outputs.truth_folder import TruthFolder, truth_folders
 from ..outputs.writer import labelled_volume_mm3
 from .metrics import case_metrics, landmark_errors
-
-
-def _case_folders(root: Path, marker: str) -> dict[str, Path]:
-    """``{case name: folder}``: ``root`` itself when it holds ``marker``, else its subfolders that do."""
-    if (root / marker).is_file():
-        return {root.name: root}
-    return {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and (p / marker).is_file()}
-
-
-def _read_labels(path: Path) -> Any:
-    import SimpleITK as sitk
-
-    try:
-        return sitk.ReadImage(str(path))
-    except RuntimeError as exc:
-        raise InputError(f"cannot read the label map {path}: {str(exc).strip().splitlines()[-1]}") from None
 
 
 def _onto(pred: Any, truth: Any) -> tuple[Any, bool]:
@@ -60,22 +45,22 @@ def _onto(pred: Any, truth: Any) -> tuple[Any, bool]:
     return f.Execute(sitk.Cast(pred, sitk.sitkUInt8)), True
 
 
-def _report_volumes_match(report_path: Path, pred_labels: np.ndarray, voxel_mm3: float) -> bool | None:
+def _report_volumes_match(result: ResultFolder, pred_labels: np.ndarray, voxel_mm3: float) -> bool | None:
     """True when report.json's per-segment and total volumes equal the label map's (None: no report).
 
     Equal to 1e-6 relative: NIfTI stores spacing as float32, so a tilt-corrected spacing such as 2.5·cos 22°
     reads back rounded in the 8th digit.
     """
-    if not report_path.is_file():
+    if not result.report_path.is_file():
         return None
     try:
-        report = json.loads(report_path.read_text())
+        report = result.report
         counts = np.bincount(pred_labels.reshape(-1).astype(np.int64), minlength=max(SEGMENTS) + 1)
         ok = all(np.isclose(labelled_volume_mm3(report["segments"][n]), counts[v] * voxel_mm3, rtol=1e-6, atol=1e-6)
                  for v, n in SEGMENTS.items())
         return bool(ok and np.isclose(report["total"]["volume_mm3"], counts[1:].sum() * voxel_mm3,
                                       rtol=1e-6, atol=1e-6))
-    except (ValueError, KeyError, TypeError):
+    except (InputError, ValueError, KeyError, TypeError):
         return False
 
 
@@ -93,10 +78,11 @@ def evaluate_case(pred_case: Path, truth_case: Path) -> dict[str, Any]:
     from ..core.landmarks import landmark_heights
     from ..outputs.markups import read_landmarks
 
-    truth_img = _read_labels(truth_case / TRUTH_LABELS_FILE)
-    pred_img = _read_labels(pred_case / LABELS_FILE)
+    truth_folder, pred_folder = TruthFolder(truth_case), ResultFolder(pred_case)
+    truth_img = truth_folder.read_label_image()
+    pred_img = pred_folder.read_label_image()
     pred_native = sitk.GetArrayFromImage(pred_img)
-    report_ok = _report_volumes_match(pred_case / REPORT_JSON, pred_native, float(np.prod(pred_img.GetSpacing())))
+    report_ok = _report_volumes_match(pred_folder, pred_native, float(np.prod(pred_img.GetSpacing())))
     pred_on_truth, resampled = _onto(pred_img, truth_img)
     truth = sitk.GetArrayFromImage(truth_img)
     pred = sitk.GetArrayFromImage(pred_on_truth)
@@ -105,10 +91,9 @@ def evaluate_case(pred_case: Path, truth_case: Path) -> dict[str, Any]:
                               **case_metrics(pred, truth, voxel_mm3),
                               "slice_spacing_mm": float(truth_img.GetSpacing()[2]),  # the CT grid's k spacing
                               "lesions_by_size": lesion_detection(pred, truth, voxel_mm3)}
-    truth_lm_path, pred_lm_path = truth_case / TRUTH_LANDMARKS_FILE, pred_case / LANDMARKS_FILE
-    if truth_lm_path.is_file() and pred_lm_path.is_file():
-        truth_z = landmark_heights(read_landmarks(truth_lm_path))
-        pred_z = landmark_heights(read_landmarks(pred_lm_path, required=()))
+    if truth_folder.has_landmarks() and pred_folder.landmarks_path.is_file():
+        truth_z = landmark_heights(truth_folder.read_landmarks())
+        pred_z = landmark_heights(read_landmarks(pred_folder.landmarks_path, required=()))
         result["landmarks"] = landmark_errors(pred_z, truth_z, _axial_slice_spacing(truth_img),
                                              slice_z0_mm=float(truth_img.GetOrigin()[2]))
     else:
@@ -177,11 +162,11 @@ def evaluate_folders(pred_dir: Path, truth_dir: Path, progress: Progress = no_pr
     for folder, what in ((pred_dir, "prediction"), (truth_dir, "truth")):
         if not folder.is_dir():
             raise InputError(f"the {what} folder {folder} does not exist; give the folder of case subfolders")
-    truths = _case_folders(truth_dir, TRUTH_LABELS_FILE)
+    truths = truth_folders(truth_dir)
     if not truths:
         raise InputError(f"{truth_dir} holds no {TRUTH_LABELS_FILE} (directly or in case subfolders); "
                          f"give a folder of truth cases")
-    preds = _case_folders(pred_dir, LABELS_FILE)
+    preds = result_folders(pred_dir)
     if len(truths) == 1 and len(preds) == 1 and (pred_dir / LABELS_FILE).is_file():
         preds = {next(iter(truths)): next(iter(preds.values()))}  # two single case folders: pair them
     cases = []

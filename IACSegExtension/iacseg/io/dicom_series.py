@@ -5,7 +5,6 @@ Only headers are read here (``stop_before_pixels``). Patient identifiers are nev
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,7 +255,7 @@ def select_series(candidates: list[SeriesCandidate], folder: Path,
     others = [c for c in usable if c is not best]
     if others:
         warnings.append(f"{len(others)} other CT series found in the folder were ignored; the one with most "
-                        f"slices ({best.n_slices}) was used; choose another with --series "
+                        f"slices ({best.n_slices}) was used; choose another by its series UID "
                         f"({_available(others)})")
     return best, warnings
 

@@ -30,7 +30,7 @@ def _padding_mask(ds: object, stored: np.ndarray) -> tuple[np.ndarray | None, st
 
 
 UNCOMPRESSED_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"}
-ALLOW_GAPS_HINT = ("copy or re-export the complete series, or add --allow-gaps to fill the gap by interpolation "
+ALLOW_GAPS_HINT = ("copy or re-export the complete series, or allow gaps to fill the gap by interpolation "
                    "(measures near the gap are then less reliable)")
 
 
@@ -161,9 +161,9 @@ def load_hu_slices(candidate: SeriesCandidate, folder: Path, progress: Progress 
         if not allow_gaps:
             raise InputError(f"{len(failures)} of the {candidate.n_slices} slices of series {candidate.series_uid} in "
                              f"{shown(folder)} could not be read ({named}), so the series has missing slices; "
-                             f"{ALLOW_GAPS_HINT}.")
+                             f"{ALLOW_GAPS_HINT}.", parameter="allow_gaps")
         warnings.append(f"{len(failures)} slice(s) could not be read and were left out, the gap filled by "
-                        f"interpolation (--allow-gaps): {named}")
+                        f"interpolation because gaps were allowed: {named}")
     corrections = []
     if padded:
         if padding_values:
@@ -253,7 +253,8 @@ def read_dicom_series(folder: Path, series_uid: str | None = None, recursive: bo
         where = ", ".join(f"{_mm_text(gaps[i])} mm" for i in missing[:3]) + (" …" if len(missing) > 3 else "")
         raise InputError(f"Series {chosen.series_uid} in {shown(folder)} has missing slices: {len(missing)} gap(s) "
                          f"between slices ({where}) where the rest of the series is "
-                         f"{_mm_text(float(np.median(gaps)))} mm apart; {ALLOW_GAPS_HINT}.")
+                         f"{_mm_text(float(np.median(gaps)))} mm apart; {ALLOW_GAPS_HINT}.",
+                         parameter="allow_gaps")
     slice_spacing, n_out = output_slices(layout)  # refuse an absurd output grid before allocating it
     check_spacing(folder, (first.pixel_spacing[1], first.pixel_spacing[0], slice_spacing))
     check_grid_size(folder, (first.cols, first.rows, n_out))

@@ -206,6 +206,6 @@ def stack_to_grid(slices: np.ndarray, layout: StackLayout, pixel_spacing: tuple[
             if missing:
                 largest = float(gaps[missing].max())
                 layout.warnings.append(f"{len(missing)} gap(s) of up to {_mm(largest)} mm between slices (missing "
-                                       "slices) filled by interpolation because gaps were allowed (--allow-gaps)")
+                                       "slices) filled by interpolation because gaps were allowed")
     grid = Grid(hu.shape, (si, sj, sk), tuple(layout.origin), tuple(layout.directions.ravel()))
     return hu, grid, corrections

@@ -1,16 +1,12 @@
-"""models stage: the calcification segmenter (ResEnc U-Net), the landmark localiser (DST) and model folders.
+"""models stage: model folders and the networks that run on a CT.
 
-A user's trained nnU-Net v2 model can stand in for the segmenter (`NnUNetSegmenter`, ``--model nnunet:PATH``).
+* `folders` — torch-free: the model-folder format, the search path, ``config.json`` checks, listing (the Slicer
+  module uses it too); `defaults` — torch-free: which model is used when none is named (promoted or shipped);
+  `output_folder` — where a new model folder may be written.
+* `networks` — the architectures (ResEnc U-Net, DST, GRCSF, ViT family); `loading` — the one check of a folder
+  before use, building and loading networks (safetensors only, never pickle), saving; `promote`.
+* inference — `segmenter` (`CalcificationSegmenter`), `localiser` (`LandmarkLocaliser`) with `landmark_decode`,
+  `nnunet_adapter` (a user's nnU-Net v2 model as the segmenter), `sliding`, `inputs`, `postprocess`.
 
-Model folders hold ``model.safetensors`` + ``config.json`` + ``MODEL_CARD.md``; pickle weights are refused.
+Nothing is imported here, so ``import iacseg.models.folders`` does not load torch.
 """
-
-from .localiser import LandmarkLocaliser
-from .nnunet_adapter import NnUNetSegmenter, is_nnunet_spec
-from .postprocess import calcium_mask
-from .registry import (default_model_dir, find_models, load_model, load_state, resolve_model, save_model,
-                       sha256_file)
-from .segmenter import CalcificationSegmenter
-
-__all__ = ["CalcificationSegmenter", "LandmarkLocaliser", "NnUNetSegmenter", "calcium_mask", "default_model_dir",
-           "find_models", "is_nnunet_spec", "load_model", "load_state", "resolve_model", "save_model", "sha256_file"]

@@ -5,7 +5,7 @@
 size or count that is not a whole number in range (channels, features, heads, patch, window sizes…), a
 non-finite number, an intensity window with high ≤ low, or a ``threshold`` that is neither null nor a number
 strictly between 0 and 1. Keys it does not know are left alone. The architecture's own constructor and the
-weights file are checked after this (`iacseg.models.registry.check_model_folder`).
+weights file are checked after this (`iacseg.models.loading.check_model_folder`).
 """
 
 from __future__ import annotations

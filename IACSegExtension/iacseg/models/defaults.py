@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..core.errors import ModelError
+from ..core.files import exclusive_lock, make_dirs
 from ..core.locations import iacseg_home
+from .folders import CONFIG_FILE, DEFAULT_MODELS, KINDS, WEIGHTS_FILE, find_folder, search_path
 
 DEFAULTS_FILE = "defaults.json"
 FORMAT = "iacseg-model-defaults"
@@ -30,12 +32,6 @@ def defaults_path() -> Path:
     return iacseg_home() / DEFAULTS_FILE
 
 
-def _kinds() -> tuple[str, ...]:
-    from .registry import KINDS
-
-    return KINDS
-
-
 def read_defaults() -> dict[str, Any]:
     """The pointer file's content, ``{kind: {"current": path | None, "history": [...], "changed": ISO}}`` (empty
     entries when there is no file); `ModelError` when the file is damaged."""
@@ -44,13 +40,13 @@ def read_defaults() -> dict[str, Any]:
     if path.is_file():
         try:
             loaded = json.loads(path.read_text())
-            if not isinstance(loaded, dict) or any(not isinstance(loaded.get(k, {}), dict) for k in _kinds()):
+            if not isinstance(loaded, dict) or any(not isinstance(loaded.get(k, {}), dict) for k in KINDS):
                 raise ValueError
         except ValueError:
             raise ModelError(f"{path} is damaged (not the IACSeg defaults file); delete it to go back to the "
                              "shipped demo models, then promote again") from None
         data.update(loaded)
-    for kind in _kinds():
+    for kind in KINDS:
         entry = dict(data.get(kind) or {})
         entry.setdefault("current", None)
         entry.setdefault("history", [])
@@ -66,35 +62,24 @@ def _write(data: dict[str, Any]) -> None:
 
 @contextlib.contextmanager
 def _locked() -> Iterator[None]:
-    """Exclusive lock on ``$IACSEG_HOME/.defaults.lock`` (where fcntl exists) so two promotes do not interleave."""
-    home = iacseg_home()
-    home.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks; the atomic rename still keeps the file whole
+    """Exclusive lock on ``$IACSEG_HOME/.defaults.lock`` so two promotes or rollbacks do not interleave."""
+    home = make_dirs(iacseg_home())
+    with exclusive_lock(home / ".defaults.lock", f"another process has held {home / '.defaults.lock'} for more "
+                        "than a minute; wait for its promote or rollback to finish and try again"):
         yield
-        return
-    with open(home / ".defaults.lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def current_default(kind: str) -> Path | None:
     """The promoted default model folder of ``kind``, or None when the shipped demo model is the default.
 
     The folder is returned as recorded, even if it has since vanished (see `promoted_model_dir`)."""
-    if kind not in _kinds():
-        raise ValueError(f"kind must be one of {_kinds()}")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}")
     current = read_defaults()[kind]["current"]
     return Path(current) if current else None
 
 
 def _usable(folder: Path) -> bool:
-    from .registry import CONFIG_FILE, WEIGHTS_FILE
-
     return (folder / CONFIG_FILE).is_file() and (folder / WEIGHTS_FILE).is_file()
 
 
@@ -115,58 +100,11 @@ def promoted_model_dir(kind: str) -> Path | None:
     return folder
 
 
-def _find_model(model: str | Path) -> Path:
-    """A model folder from a path or a name on the model search path (`ModelError` when there is none)."""
-    from .registry import search_path
-
-    candidate = Path(model).expanduser()
-    if candidate.is_dir():
-        return candidate.resolve()
-    if len(candidate.parts) == 1:
-        for root in search_path():
-            if (root / candidate).is_dir():
-                return (root / candidate).resolve()
-    raise ModelError(f"no model folder or model name {str(model)!r} found; give the folder written by "
-                     "`iacseg train` (see `iacseg models`)")
-
-
-def validate_model_dir(model: str | Path) -> tuple[Path, dict[str, Any]]:
-    """``(absolute folder, config)`` of a complete, loadable model folder; `ModelError` saying what is wrong."""
-    from .registry import KINDS, check_weights, load_model, read_config
-
-    folder = _find_model(model)
-    config = read_config(folder)
-    check_weights(folder)
-    if config.get("kind") not in KINDS:
-        raise ModelError(f"{folder}/config.json has kind {config.get('kind')!r}; a default model must be one of "
-                         f"{', '.join(KINDS)}")
-    load_model(folder, "cpu", kind=config["kind"])  # the weights must really fit the architecture
-    return folder, config
-
-
-def promote(model: str | Path) -> dict[str, Any]:
-    """Make ``model`` (folder or name) the default of its kind (from its config.json); the previous default is
-    pushed on the history stack. Returns ``{"kind", "current", "previous", "changed"}`` (paths as strings;
-    previous None = the shipped demo model). Promoting the current default again changes nothing."""
-    folder, config = validate_model_dir(model)
-    kind = config["kind"]
-    with _locked():
-        data = read_defaults()
-        entry = data[kind]
-        previous = entry["current"]
-        if previous != str(folder):
-            entry["history"].append(previous)
-            entry["current"] = str(folder)
-            entry["changed"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-            _write(data)
-    return {"kind": kind, "current": str(folder), "previous": previous, "changed": previous != str(folder)}
-
-
 def rollback(kind: str) -> dict[str, Any]:
     """Go back to the default before the current one (None = the shipped demo model). Returns
     ``{"kind", "current", "previous"}``; `ModelError` when nothing was promoted before."""
-    if kind not in _kinds():
-        raise ModelError(f"kind must be one of {', '.join(_kinds())}, not {kind!r}")
+    if kind not in KINDS:
+        raise ModelError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
     with _locked():
         data = read_defaults()
         entry = data[kind]
@@ -179,3 +117,30 @@ def rollback(kind: str) -> dict[str, Any]:
         entry["changed"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         _write(data)
     return {"kind": kind, "current": entry["current"], "previous": previous}
+
+
+def default_model_dir(kind: str) -> Path:
+    """Folder of the default model of ``kind``: the one set by ``iacseg models promote`` (`iacseg.models.defaults`),
+    else the shipped demo model ("segmenter" → unet-demo, "landmarks" → dst-demo)."""
+    if kind not in DEFAULT_MODELS:
+        raise ValueError(f"kind must be one of {KINDS}")
+    return resolve_model(None, kind)
+
+
+def resolve_model(name_or_path: str | Path | None, kind: str) -> Path:
+    """A model folder from a path or a model name looked up on the search path; None or "" → the default model
+    of ``kind`` (promoted one, else the shipped demo)."""
+    if name_or_path is None or str(name_or_path) == "":
+        from .defaults import promoted_model_dir
+
+        promoted = promoted_model_dir(kind) if kind in DEFAULT_MODELS else None
+        if promoted is not None:
+            return promoted
+        name_or_path = DEFAULT_MODELS[kind]
+    found = find_folder(name_or_path)
+    if found is not None:
+        return found
+    where = ", ".join(str(p) for p in search_path())
+    raise ModelError(f"no {kind} model {str(name_or_path)!r} found (looked in {where}); give a model folder path, "
+                     f"set IACSEG_MODEL_PATH, or train one with `iacseg train`")
+

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..core.device import resolve_device
-from .registry import load_model
+from .loading import load_model
 
 
 class LoadedModel:

@@ -24,7 +24,7 @@ from ..core.contracts import LANDMARKS
 from ..io.volume import CTVolume
 from ..core.landmarks import Landmark
 from ..core.progress import Progress, no_progress
-from .dst import decode_slices
+from .networks.dst import decode_slices
 from .landmark_decode import candidate_range, decode_landmarks, network_log_likelihood
 from .inputs import axial_view_indices, sample_axial_view, window_channels
 from .loaded import LoadedModel

@@ -14,7 +14,7 @@ What the engine does with it, in the role of `iacseg.models.CalcificationSegment
 * output: float32 ``[k, j, i]`` calcium probability on the input grid = the summed softmax of the chosen labels
   (default: every foreground label, so a model trained on ``iacseg export-nnunet`` labels 1..8 gives "any
   segment"); region-based models give their binary label map instead. The engine then applies its threshold
-  (0.5 unless ``--threshold``), the ≥ 130 HU and single-voxel rules and its own segment mapping.
+  (0.5 unless the user gives a threshold), the ≥ 130 HU and single-voxel rules and its own segment mapping.
 * checkpoints are pickles. IACSeg opens them only with ``torch.load(weights_only=True)`` (tensors, plain
   containers and NumPy scalars allowed), never with full unpickling, and builds the network itself;
   nnunetv2's own loader would use ``weights_only=False``. A checkpoint holding other objects is refused.
@@ -41,7 +41,8 @@ from ..io.volume import CTVolume
 from ..core.grid import Grid
 from ..core.progress import Progress, no_progress
 from ..core.device import resolve_device
-from .registry import sha256_file
+from ..core.files import sha256_of
+from ..core.threshold import DEFAULT_THRESHOLD
 from .segmenter import expand_box
 
 NNUNET_PREFIX = "nnunet:"
@@ -277,9 +278,9 @@ class NnUNetSegmenter:
         checkpoints = [load_checkpoint(p) for p in paths]
         with contextlib.redirect_stdout(io.StringIO()):  # nnU-Net prints; stdout may carry JSON progress
             predictor, info = _make_predictor(folder, spec, dataset, plans, checkpoints, dev)
-        digests = [sha256_file(p) for p in paths]
+        digests = [sha256_of(p) for p in paths]
         config = {
-            "name": f"nnunet:{folder.parent.name}/{folder.name}", "kind": "segmenter", "threshold": 0.5,
+            "name": f"nnunet:{folder.parent.name}/{folder.name}", "kind": "segmenter", "threshold": DEFAULT_THRESHOLD,
             "version": f"{checkpoints[0]['trainer_name']} {info['configuration']} "
                        f"fold {'+'.join(p.parent.name[5:] for p in paths)}",
             "sha256": digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest(),
@@ -301,7 +302,7 @@ class NnUNetSegmenter:
 
     @property
     def threshold(self) -> float:
-        """0.5 on the summed probability of the calcium labels (the user may pass ``--threshold``)."""
+        """0.5 on the summed probability of the calcium labels (unless the user gives a threshold)."""
         return float(self.config["threshold"])
 
     def predict_proba(self, vol: CTVolume, roi: tuple[slice, slice, slice] | None = None,

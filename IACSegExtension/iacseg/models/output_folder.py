@@ -1,9 +1,9 @@
 """Where a new model folder may be written (`iacseg train`, `iacseg pretrain`, `save_model`): the output safety of
-``iacseg segment`` (`iacseg.outputs.safety`) applied to model folders.
+``iacseg segment`` (`iacseg.core.folder_guard`) applied to model folders.
 
 `check_model_output` runs before any training starts. It refuses (`InputError`, exit 2, one line) a model folder
 that is empty text, ``/``, the current or home folder (or above them), or overlaps an input (the training data,
-the ``--init`` model); whose name is too long or whose place cannot be written; or that already exists and is
+the init model); whose name is too long or whose place cannot be written; or that already exists and is
 not empty — unless ``overwrite`` is given and the folder holds an earlier IACSeg model folder and nothing else
 (`model_folder_problem`). `check_model_replaceable` repeats the last rule just before the atomic write.
 """
@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..core.errors import InputError
-from ..outputs.safety import (MIB, check_free_space, check_location, check_name_length, check_replaceable,
-                              check_writable)
-from .registry import CARD_FILE, CONFIG_FILE, KINDS, PRETRAINED_KINDS, WEIGHTS_FILE
+from ..core.folder_guard import (MIB, check_free_space, check_location, check_name_length, check_replaceable,
+    check_writable)
+from .folders import CARD_FILE, CONFIG_FILE, KINDS, PRETRAINED_KINDS, WEIGHTS_FILE
 
 #: The files of a model folder; a folder holding only these (config.json an IACSeg config) may be replaced.
 MODEL_FILES = frozenset((WEIGHTS_FILE, CONFIG_FILE, CARD_FILE))
@@ -73,10 +73,11 @@ def check_model_output(out_dir: str | os.PathLike | None, *, inputs: Iterable[An
                        overwrite: bool = False) -> Path:
     """Every check on a new model folder that must pass before training starts; returns ``Path(out_dir)``.
 
-    ``inputs``: what the run reads (training data folder, --init model folder, store…; values that are not
+    ``inputs``: what the run reads (training data folder, init model folder, store…; values that are not
     paths are ignored). Raises `InputError` with one line naming the folder and what to do; nothing is created."""
     if out_dir is None or not str(out_dir).strip():
-        raise InputError("the model folder (-o) is empty; give the name of a new folder, e.g. -o models/my-unet")
+        raise InputError("the model folder is empty; give the name of a new folder, e.g. models/my-unet",
+                         parameter="output")
     out = Path(out_dir)
     check_name_length(out)
     check_location(out, _paths(inputs))

@@ -14,6 +14,7 @@ import torch
 from ..core.contracts import CALCIUM_HU
 from ..io.volume import CTVolume
 from ..core.progress import Progress, no_progress
+from ..core.threshold import model_threshold
 from .inputs import window_channels
 from .loaded import LoadedModel
 from .sliding import sliding_window_proba
@@ -44,7 +45,7 @@ def segmenter_input(hu: torch.Tensor, input_cfg: dict[str, Any]) -> torch.Tensor
 
 
 class CalcificationSegmenter(LoadedModel):
-    """Calcification probability on an axial LPS CT, from a model folder (see `iacseg.models.registry`)."""
+    """Calcification probability on an axial LPS CT, from a model folder (see `iacseg.models.folders`)."""
 
     kind = "segmenter"
     default_input = DEFAULT_SEGMENTER_INPUT
@@ -52,7 +53,7 @@ class CalcificationSegmenter(LoadedModel):
     @property
     def threshold(self) -> float:
         """Calibrated probability threshold (chosen on development data to minimise the volume difference)."""
-        return float(self.config.get("threshold", 0.5))
+        return model_threshold(self.config)
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         out = self.module(x.to(self.device))

@@ -14,7 +14,7 @@ from ..core.files import atomic_folder
 from ..core.landmarks import Landmark
 from .markups import write_landmarks
 from .report import write_report
-from .safety import check_replaceable, write_result_marker
+from ..core.folder_guard import check_replaceable, write_result_marker
 from .segnrrd import write_segmentation_nrrd
 
 OVERVIEW_FILE = "overview.png"
@@ -50,8 +50,8 @@ def write_case_outputs(out_dir: Path, *, labels: np.ndarray, grid: Grid, landmar
     ``labels``: uint8 ``[k, j, i]`` 0..8 on ``grid`` (LPS); ``landmarks``: the six `Landmark`s (LPS mm);
     ``report``: `build_report` output, whose volumes must match ``labels`` exactly. With ``hu`` (CT in HU on
     ``grid``) an ``overview.png`` is added; every result folder also gets the hidden marker
-    `iacseg.outputs.safety.RESULT_MARKER`. An existing non-empty ``out_dir`` is refused (`InputError`) unless
-    ``overwrite`` and it holds a previous IACSeg result (`iacseg.outputs.safety.check_replaceable`); on any
+    `iacseg.core.folder_guard.RESULT_MARKER`. An existing non-empty ``out_dir`` is refused (`InputError`) unless
+    ``overwrite`` and it holds a previous IACSeg result (`iacseg.core.folder_guard.check_replaceable`); on any
     failure nothing is left behind and a previous result is untouched.
     """
     out_dir = Path(out_dir)

@@ -11,6 +11,7 @@ import numpy as np
 
 from . import shapes as S
 from .anatomy import AnatomySpec
+from .layer import Layer
 
 GYRAL_PERIOD_MM = 26.0
 K_THETA = 18          # gyri around the head (integer: the pattern closes at ±180°)
@@ -68,8 +69,6 @@ def _half_res(fn, x, y, z):
 def variant_cranium(a: AnatomySpec, floor, foramen, tis: dict, zac: float, clivus: tuple) -> tuple:
     """(paint function of the cranium layer, extra brain layers) for a randomised family: skull vault + base
     plate + folded brain; extra layers: deep grey nuclei, brainstem with its prepontine cistern."""
-    from .layers import Layer
-
     va, tt = a.variant["anatomy"], a.variant["tissue"]
     rx, ry, rz = a.skull_radii
     cx, cy, cz = a.skull_centre

@@ -14,7 +14,7 @@ from scipy.spatial import cKDTree
 
 from . import shapes as S
 from .anatomy import BRANCH, AnatomySpec
-from .layers import Layer
+from .layer import Layer
 
 MIN_GAP_MM = 2.5
 FAR_TYPES = ("vertebral", "falx", "choroid", "pineal", "basal_ganglia", "dura")

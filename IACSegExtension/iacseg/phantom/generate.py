@@ -2,41 +2,27 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-from ..core.contracts import (LANDMARK_KINDS, LANDMARKS, PHANTOM_CT_FILE, PHANTOM_DICOM_DIR, TRUTH_JSON,
-    TRUTH_LABELS_FILE, TRUTH_LANDMARKS_FILE)
+from ..core.contracts import LANDMARK_KINDS, LANDMARKS
 from ..io.volume import CTVolume
 from ..core.landmarks import Landmark
 from ..core.progress import Progress, no_progress
 from .anatomy import AnatomySpec, crossing_point, random_anatomy
-from .dicom_stack import Acquisition, DicomStack, acquisition
+from .case import Phantom, plaque_only, truth_document
+from .dicom_stack import DicomStack, acquisition
 from .layers import build_layers
-from .plaques import BLOOD_HU, Plaque, sample_plaques
+from .plaques import BLOOD_HU, sample_plaques
 from .render import Renderer, fov_outside_mask
-from .truth import truth_labels, truth_summary
+from .truth import truth_labels
 from .vessels import ArteryRenderer
 
 SLICE_CHOICES_MM = (0.625, 1.0, 1.25, 2.0, 2.5, 3.0, 5.0)
 NOISE_SIGMA_PX = 0.6
-
-
-@dataclass
-class Phantom:
-    """A synthetic head CT with exact ground truth (see module `iacseg.phantom`)."""
-
-    ct: "CTVolume"                   # HU float32 on the output grid (tilted: the tilt-corrected grid)
-    labels: np.ndarray               # uint8 [k, j, i] 0..8 on ct.grid
-    landmarks: dict[str, Landmark]   # the six, true plane heights (world z, LPS mm)
-    truth: dict                      # everything written to truth.json
-    dicom: "DicomStack | None"       # a tilted acquisition, or (families) one with missing slices
-    aux: dict = field(default_factory=dict)   # sparse plaque-only rendering (plaque_only_index/_hu, blood_hu)
 
 
 def _imaging(rng: np.random.Generator, seed: int, slice_mm, matrix, fov_mm, coverage_mm, head_rest, n_plaques,
@@ -163,44 +149,15 @@ def make_phantom(seed: int, *, family: str | None = None, truncate: str | None =
                 "slice_thickness_mm": im["thickness_mm"], "gantry_tilt_deg": float(tilt_deg), "kernel": "STANDARD",
                 "manufacturer": "IACSeg phantom", "corrections": [], "warnings": [], "phantom_seed": int(seed)}
     ct = CTVolume(hu, acq.grid, metadata)
-    truth = _truth_document(seed, im, anat, plaques, acq, labels, excess, pid, hu, landmarks, tilt_deg)
+    truth = truth_document(seed, im, anat, plaques, acq, labels, excess, pid, hu, landmarks, tilt_deg)
     mid = pose.translation
     t = np.radians(float(tilt_deg))
     z_mid = [float(z_bottom + k * im["spacing_mm"] + mid[1] * np.tan(t)) for k in (0, n_slices - 1)]
     truth.update({"family": "classic", "truncate": truncate, "coverage_z_mm": z_mid,
                   "style": {"imaging": {k: (v if not isinstance(v, np.generic) else v.item())
                                         for k, v in im["draws"].items()}}})
-    from .randomised import _plaque_only
-
     return Phantom(ct=ct, labels=labels, landmarks=landmarks, truth=truth, dicom=dicom,
-                   aux=_plaque_only(excess, BLOOD_HU))
-
-
-def _truth_document(seed, im, anat: AnatomySpec, plaques: list[Plaque], acq: Acquisition, labels, excess, pid, hu,
-                    landmarks, tilt_deg, blood_hu: float | None = None) -> dict:
-    pose = anat.pose
-    blood = BLOOD_HU if blood_hu is None else blood_hu
-    records, seg_vol = truth_summary(labels, excess, pid, hu, plaques, acq.grid, pose.to_world, blood)
-    options = {k: im[k] for k in ("thickness_mm", "spacing_mm", "fov_mm", "matrix", "noise_hu", "head_rest",
-                                  "n_plaques", "coverage_mm", "tilt_deg", "padding_value")}
-    return {
-        "description": "synthetic phantom: analytic head CT with exact ground truth (not patient data)",
-        "generator": "iacseg.phantom", "seed": int(seed), "options": options,
-        "pose": pose.to_dict(),
-        "landmarks": {n: {"z_mm": lm.z_mm, "slice": lm.slice, "position": list(lm.position)}
-                      for n, lm in landmarks.items()},
-        "landmark_slice_convention": "slice = ceil((z - z0)/dz): first slice whose plane (at the landmark's x, y) "
-                                     "is at/above the landmark plane",
-        "midsagittal_plane": {"point_lps_mm": [float(v) for v in pose.translation],
-                              "normal_lps": [float(v) for v in pose.rotation[:, 0]]},
-        "plaques": records, "segment_volumes_mm3": seg_vol, "total_volume_mm3": float(sum(seg_vol.values())),
-        "grid": acq.grid.to_dict(), "slice_thickness_mm": im["thickness_mm"], "slice_spacing_mm": im["spacing_mm"],
-        "gantry_tilt_deg": float(tilt_deg),
-        "tilt_convention": "row=(1,0,0), col=(0,cos t,sin t), IPP_k = IPP_0 + k*dz*(0,0,1); truth on the corrected grid",
-        "noise_hu": im["noise_hu"], "head_rest": im["head_rest"],
-        "truth_convention": "plaque-only noise-free rendering (partial volume + slice profile) >= 130 HU, "
-                            "26-connected single voxels removed; label = side x height vs true landmarks",
-    }
+                   aux=plaque_only(excess, BLOOD_HU))
 
 
 def write_phantom(phantom: Phantom, case_dir: Path, dicom: bool = False) -> Path:
@@ -208,19 +165,17 @@ def write_phantom(phantom: Phantom, case_dir: Path, dicom: bool = False) -> Path
     and ``truth.json`` into ``case_dir`` atomically (an existing folder is replaced). Returns ``case_dir``."""
     from ..io.writers import write_image
     from ..core.files import atomic_folder
-    from ..outputs.markups import write_landmarks
+    from ..outputs.truth_folder import CT_FILE, DICOM_DIR, write_truth_files
 
     case_dir = Path(case_dir)
     with atomic_folder(case_dir, overwrite=True) as tmp:
         if dicom:
             stack = phantom.dicom or _axial_dicom(phantom)
-            stack.write(tmp / PHANTOM_DICOM_DIR)
+            stack.write(tmp / DICOM_DIR)
         else:
-            write_image(tmp / PHANTOM_CT_FILE, np.round(phantom.ct.hu).astype(np.int16), phantom.ct.grid)
-        write_image(tmp / TRUTH_LABELS_FILE, phantom.labels.astype(np.uint8), phantom.ct.grid)
-        write_landmarks(tmp / TRUTH_LANDMARKS_FILE, [phantom.landmarks[n] for n in LANDMARKS],
-                        description="IACSeg synthetic phantom truth landmarks")
-        (tmp / TRUTH_JSON).write_text(json.dumps(phantom.truth, indent=2))
+            write_image(tmp / CT_FILE, np.round(phantom.ct.hu).astype(np.int16), phantom.ct.grid)
+        write_truth_files(tmp, phantom.labels, phantom.ct.grid, phantom.landmarks, phantom.truth,
+                          description="IACSeg synthetic phantom truth landmarks")
     return case_dir
 
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from . import shapes as S
 from .anatomy import AnatomySpec
-from .layers import Layer
+from .layer import Layer
 
 HOLDER_SHAPES = ("none", "cradle", "u_frame", "table")
 _FAR = 1e4

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import shapes as S
 from .anatomy import AnatomySpec
-from .layers import Layer
+from .layer import Layer
 
 ENAMEL_HU, DENTIN_HU = 2600.0, 1700.0
 

@@ -8,25 +8,14 @@ Small structures that need supersampling (ICA, carotid canal, plaques) live in `
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
 from . import shapes as S
 from .anatomy import AnatomySpec
+from .layer import Layer
 
-Paint = Callable[..., list]
 FAT, MUSCLE, CSF, GREY, WHITE, BLOOD, AIR = -90.0, 45.0, 8.0, 38.0, 29.0, 42.0, -1000.0
-
-
-@dataclass
-class Layer:
-    name: str
-    lo: tuple[float, float, float]
-    hi: tuple[float, float, float]
-    paint: Paint
-    world: bool = False   # box and coordinates in world (scanner) frame instead of the head frame
 
 
 def _box(c, r):

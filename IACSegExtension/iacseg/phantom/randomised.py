@@ -13,6 +13,7 @@ from ..core.landmarks import Landmark
 from ..core.progress import Progress, no_progress
 from . import appearance as A
 from .anatomy import crossing_point, random_anatomy
+from .case import Phantom, plaque_only, truth_document
 from .dicom_stack import DicomStack
 from .distractors import (distractor_layers, distractor_records, sample_distractors, vertebrobasilar,
                           vessel_layers)
@@ -96,7 +97,6 @@ def _to_sheared(vol: np.ndarray, st_grid: PlaneStack, st_dicom: PlaneStack, fill
 
 def make_family_phantom(seed: int, family: str, truncate: str | None, opts: dict,
                         progress: Progress = no_progress):
-    from .generate import Phantom, _truth_document
 
     r_style, r_anat, r_plaq, r_dis, r_noise, r_art, r_jaw = family_streams(seed, family, 7)
     style = draw_style(family, r_style)
@@ -200,7 +200,7 @@ def make_family_phantom(seed: int, family: str, truncate: str | None, opts: dict
                 "matrix": im["matrix"], "noise_hu": im["noise_hu"], "head_rest": im["holder"] != "none",
                 "n_plaques": n_plaques, "coverage_mm": im["coverage_mm"], "tilt_deg": im["tilt_deg"],
                 "padding_value": padding, "margin_mm": float(a["margin_mm"])}
-    truth = _truth_document(seed, opts_rec, anat, plaques, acq, labels, excess, pid, hu, landmarks, im["tilt_deg"],
+    truth = truth_document(seed, opts_rec, anat, plaques, acq, labels, excess, pid, hu, landmarks, im["tilt_deg"],
                             blood_hu=tis["blood"])
     mid = pose.translation
     truth.update({
@@ -214,12 +214,5 @@ def make_family_phantom(seed: int, family: str, truncate: str | None, opts: dict
                             for f in fillings],
         "dicom_missing_slices": missing, "truth_convention": TRUTH_CONVENTION,
     })
-    aux = _plaque_only(excess, tis["blood"])
+    aux = plaque_only(excess, tis["blood"])
     return Phantom(ct=ct, labels=labels, landmarks=landmarks, truth=truth, dicom=dicom, aux=aux)
-
-
-def _plaque_only(excess: np.ndarray, blood_hu: float) -> dict:
-    """Sparse plaque-only (noise-free, kernel-filtered) rendering: flat indices and HU where excess > 1 HU."""
-    flat = np.flatnonzero(excess.reshape(-1) > 1.0)
-    return {"plaque_only_index": flat, "plaque_only_hu": (blood_hu + excess.reshape(-1)[flat]).astype(np.float32),
-            "blood_hu": float(blood_hu)}

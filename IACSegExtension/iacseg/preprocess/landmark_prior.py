@@ -42,7 +42,6 @@ No anchor and no limit found (no skull, no skull base) → no prior (None).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 

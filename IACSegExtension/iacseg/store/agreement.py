@@ -123,7 +123,7 @@ def summarise_rows(rows: list[Mapping[str, Any]]) -> dict[str, Any]:
 
 def _annotation(store: Any, case_id: str, which: str | tuple[str, int]) -> tuple[np.ndarray, Grid, dict[str, Landmark]]:
     from ..outputs.markups import read_landmarks
-    from ..relabel import read_label_map
+    from ..outputs.result_folder import read_label_map
 
     labels, grid = read_label_map(store.labels_path(case_id, which))
     return labels, grid, read_landmarks(store.landmarks_path(case_id, which), required=())

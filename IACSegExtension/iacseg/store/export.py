@@ -19,60 +19,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import shutil
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Sequence
 
 from .. import __version__
-from ..core.contracts import LANDMARKS, SEGMENTS
+from ..core.contracts import SEGMENTS
 from ..core.errors import InputError
-from ..core.landmarks import Landmark
+from ..outputs.nnunet_dataset import (SPLITS, ExportCase, dataset_folder_name, dataset_json,
+                                      landmark_list, splits_final)
 
 EXPORT_FORMAT = "iacseg-training-export"
 STATUSES = ("todo", "in_review", "corrected", "approved")
-SPLITS = ("train", "val", "test")
-FILE_ENDING = ".nii.gz"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-
-
-@dataclass(frozen=True)
-class ExportCase:
-    """One exported case: its store split, which annotation its labels are, and its six landmarks (LPS mm).
-
-    ``labels_source`` says which annotation the labels are: ``{"annotation": "approved" | "latest" | "original",
-    "reader", "version" (for an approved correction), "file": path of the label map inside the store}``.
-    """
-
-    case_id: str
-    split: str
-    labels_source: Mapping[str, Any] = field(default_factory=dict)
-    landmarks: Mapping[str, Landmark] = field(default_factory=dict)
-    approved: bool = False
-
-    @property
-    def part(self) -> str:
-        """nnU-Net folder suffix: "Tr" for train and val cases, "Ts" for test cases."""
-        return "Ts" if self.split == "test" else "Tr"
-
-    @property
-    def image_relpath(self) -> str:
-        return f"images{self.part}/{self.case_id}_0000{FILE_ENDING}"
-
-    @property
-    def labels_relpath(self) -> str:
-        return f"labels{self.part}/{self.case_id}{FILE_ENDING}"
-
-
-def dataset_folder_name(dataset_id: int, dataset_name: str) -> str:
-    """``Dataset{id:03d}_{name}`` as nnU-Net v2 expects; `InputError` for an id outside 1..999 or an odd name."""
-    if isinstance(dataset_id, bool) or not isinstance(dataset_id, int) or not 1 <= dataset_id <= 999:
-        raise InputError(f"dataset id {dataset_id!r} is not usable; give a whole number from 1 to 999 (nnU-Net ids)")
-    if not _NAME.match(str(dataset_name)):
-        raise InputError(f"dataset name {dataset_name!r} is not usable; use letters, digits, '_' or '-' (≤ 64)")
-    return f"Dataset{dataset_id:03d}_{dataset_name}"
 
 
 def check_statuses(statuses: Iterable[str]) -> tuple[str, ...]:
@@ -84,42 +43,6 @@ def check_statuses(statuses: Iterable[str]) -> tuple[str, ...]:
     if unknown or not chosen:
         raise InputError(f"unknown case status {', '.join(unknown) or '(none)'}; choose from {', '.join(STATUSES)}")
     return chosen
-
-
-def dataset_json(cases: Sequence[ExportCase], folder_name: str, store_name: str) -> dict[str, Any]:
-    """nnU-Net v2 ``dataset.json`` for ``cases`` (numTraining counts the imagesTr cases: train + val)."""
-    return {
-        "channel_names": {"0": "CT"},
-        "labels": {"background": 0, **{name: value for value, name in sorted(SEGMENTS.items())}},
-        "numTraining": sum(1 for c in cases if c.part == "Tr"),
-        "file_ending": FILE_ENDING,
-        "name": folder_name,
-        "description": (f"Intracranial ICA calcification by segment (labels 1-8), exported from the IACSeg corrections "
-                        f"store '{store_name}' by iacseg {__version__}. imagesTs/labelsTs hold the store's test split; "
-                        f"splits_final.json holds its fixed train/val split (copy it to the nnU-Net preprocessed "
-                        f"folder to use it)."),
-        "reference": "IACSeg corrections store",
-        "release": __version__,
-        "licence": "see the store's data agreement",
-        "tensorImageSize": "3D",
-    }
-
-
-def splits_final(cases: Sequence[ExportCase]) -> list[dict[str, list[str]]]:
-    """nnU-Net ``splits_final.json``: one fold whose train/val lists are the store's train/val cases (sorted)."""
-    return [{"train": sorted(c.case_id for c in cases if c.split == "train"),
-             "val": sorted(c.case_id for c in cases if c.split == "val")}]
-
-
-def landmark_list(cases: Sequence[ExportCase]) -> list[dict[str, Any]]:
-    """The DST landmark list: per case its split, image/labels paths (relative) and the six planes (LPS mm)."""
-    out = []
-    for c in sorted(cases, key=lambda c: c.case_id):
-        names = [n for n in LANDMARKS if n in c.landmarks]
-        out.append({"case": c.case_id, "split": c.split, "image": c.image_relpath, "labels": c.labels_relpath,
-                    "landmarks": {n: {"z_mm": float(c.landmarks[n].z_mm),
-                                      "position": [float(v) for v in c.landmarks[n].position]} for n in names}})
-    return out
 
 
 def export_record(cases: Sequence[ExportCase], *, store_name: str, folder_name: str, statuses: Sequence[str],
@@ -207,11 +130,11 @@ def export_training_set(store: Any, out: str | Path, *, dataset_id: int = 501, d
     target = Path(out).absolute() / folder_name
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise InputError(f"{target} already exists and is not empty; export to another folder or use another "
-                         f"--dataset-id (an export is never mixed into an existing dataset)")
+                         f"dataset id (an export is never mixed into an existing dataset)", parameter="dataset_id")
     infos = sorted((c for c in store.cases() if c.status in chosen), key=lambda c: c.case_id)
     if not infos:
         raise InputError(f"the store {store.root} has no case with status {' or '.join(chosen)}; approve corrections "
-                         f"first (`iacseg store status STORE CASE approved --reader NAME`) or choose --status")
+                         f"first (set a case's status to approved) or choose other statuses", parameter="status")
     resolved = [_resolve(store, info) for info in infos]
     for case, image, labels in resolved:
         _check_case_files(case.case_id, image, labels)

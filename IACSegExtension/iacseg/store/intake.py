@@ -11,18 +11,17 @@ from typing import Any, Mapping
 import numpy as np
 
 from .. import __version__
-from ..core.contracts import LABELS_FILE, LANDMARKS, LANDMARKS_FILE, REPORT_JSON, SEGMENTS
+from ..core.contracts import LABELS_FILE, LANDMARKS, LANDMARKS_FILE, REPORT_JSON
 from ..core.errors import InputError
 from ..io.identity import IDENTITY_KEY
 from ..io.volume import CTVolume
-from ..core.grid import Grid
-from ..core.landmarks import Landmark
+from ..outputs.result_folder import LoadedResult, load_result_folder
 from .deid import acquisition_summary, read_dicom_identifiers, scrub_report, secret_strings
 from .layout import CASE_FILE, IMAGE_FILE, ORIGINAL_DIR
 from .ledger import utc_now
 from ..core.files import write_text_atomic, sha256_of
 
-SEGMENT_OUTPUT = "'iacseg segment CT -o OUT'"
+SEGMENT_OUTPUT = "IACSeg's segmentation of this CT"
 
 
 @dataclass
@@ -35,16 +34,6 @@ class ImageInput:
     identifiers: dict[str, str] = field(default_factory=dict)
     secrets: list[str] = field(default_factory=list)
     identity: list[str] = field(default_factory=list)  # the header's identity strings, cut as whole words
-
-
-@dataclass
-class EngineOutput:
-    """The engine's results for one CT: label map 0..8 ``[k, j, i]`` on ``grid``, six landmarks (LPS mm), report."""
-
-    labels: np.ndarray
-    grid: Grid
-    landmarks: dict[str, Landmark]
-    report: dict[str, Any]
 
 
 def load_image(image: str | Path | CTVolume, allow_gaps: bool = False) -> ImageInput:
@@ -64,46 +53,19 @@ def load_image(image: str | Path | CTVolume, allow_gaps: bool = False) -> ImageI
                       list(volume.metadata.get(IDENTITY_KEY) or ()))
 
 
-def read_engine_output(folder: str | Path) -> EngineOutput:
-    """Read ``calcifications.nii.gz``, ``landmarks.mrk.json`` and ``report.json`` of an engine output folder.
-
-    Landmarks keep the report's slice index and confidence where it has them. `InputError` when a file is
-    missing, unreadable, or the label map holds values other than 0..8.
-    """
-    from ..outputs.markups import read_landmarks
-    from ..relabel import read_label_map
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"engine output folder {folder} does not exist; give the folder written by {SEGMENT_OUTPUT}")
-    for name in (LABELS_FILE, LANDMARKS_FILE, REPORT_JSON):
-        if not (folder / name).is_file():
-            raise InputError(f"{folder} has no {name}; give the folder written by {SEGMENT_OUTPUT}")
-    labels, grid = read_label_map(folder / LABELS_FILE)
-    if labels.size and int(labels.max()) > max(SEGMENTS):
-        raise InputError(f"{folder / LABELS_FILE} holds values above {max(SEGMENTS)}; it is not an IACSeg label map")
-    landmarks = read_landmarks(folder / LANDMARKS_FILE)
-    try:
-        report = json.loads((folder / REPORT_JSON).read_text())
-        if not isinstance(report, dict):
-            raise ValueError
-    except ValueError:
-        raise InputError(f"{folder / REPORT_JSON} is not a JSON report; give the folder written by "
-                         f"{SEGMENT_OUTPUT}") from None
-    for name, lm in landmarks.items():
-        info = (report.get("landmarks") or {}).get(name) or {}
-        if info.get("slice") is not None:
-            lm.slice = float(info["slice"])
-        if info.get("confidence") is not None:
-            lm.confidence = float(info["confidence"])
-    return EngineOutput(labels, grid, landmarks, report)
+def read_engine_output(folder: str | Path) -> LoadedResult:
+    """The engine's results for one CT (`iacseg.outputs.result_folder`): label map 0..8 on its grid, six
+    landmarks (with the report's slice index and confidence) and the report. `InputError` when a file is
+    missing, unreadable, or the label map holds values other than 0..8."""
+    return load_result_folder(folder, hint=f"give the folder written by {SEGMENT_OUTPUT}")
 
 
-def check_same_grid(image: ImageInput, engine: EngineOutput, folder: str | Path) -> None:
+def check_same_grid(image: ImageInput, engine: LoadedResult, folder: str | Path) -> None:
     """`InputError` unless the engine's label map lies on the CT's grid (it was made from this CT)."""
     if not image.volume.grid.same_geometry(engine.grid):
         raise InputError(f"the label map in {folder} is not on this CT's grid (shape {engine.grid.shape} vs "
-                         f"{image.volume.grid.shape}); give the CT that {SEGMENT_OUTPUT} read")
+                         f"{image.volume.grid.shape}); give the CT that {SEGMENT_OUTPUT} read",
+                         parameter="image")
 
 
 def report_models(report: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -112,7 +74,7 @@ def report_models(report: Mapping[str, Any]) -> list[dict[str, Any]]:
             for m in report.get("models") or [] if isinstance(m, Mapping)]
 
 
-def case_document(case_id: str, subject: str, image: ImageInput, engine: EngineOutput,
+def case_document(case_id: str, subject: str, image: ImageInput, engine: LoadedResult,
                   keep_identifiers: bool) -> dict[str, Any]:
     """The content of ``case.json`` (written once): grid, de-identified acquisition, models, engine version,
     source kind, and the DICOM identifiers only when ``keep_identifiers``."""
@@ -129,7 +91,7 @@ def case_document(case_id: str, subject: str, image: ImageInput, engine: EngineO
     return doc
 
 
-def fill_case_folder(folder: Path, doc: Mapping[str, Any], image: ImageInput, engine: EngineOutput) -> dict[str, str]:
+def fill_case_folder(folder: Path, doc: Mapping[str, Any], image: ImageInput, engine: LoadedResult) -> dict[str, str]:
     """Write ``image.nii.gz`` (HU int16), ``original/{calcifications.nii.gz, landmarks.mrk.json, report.json}``
     and ``case.json`` into ``folder``; returns ``{path relative to folder: sha256}``."""
     from ..io.writers import write_image

@@ -53,9 +53,10 @@ def check_reader(reader: str) -> str:
     """The reader's name with surrounding spaces removed; `InputError` when empty, too long or not text."""
     name = reader.strip() if isinstance(reader, str) else ""
     if not name:
-        raise InputError("a reader name is needed (e.g. --reader 'Dr A'); it is recorded with every edit")
+        raise InputError("a reader name is needed (e.g. 'Dr A'); it is recorded with every edit", parameter="reader")
     if len(name) > MAX_READER or any(ord(c) < 32 for c in name):
-        raise InputError(f"reader name {name[:40]!r}… is too long or has control characters; use a short name")
+        raise InputError(f"reader name {name[:40]!r}… is too long or has control characters; use a short name",
+                         parameter="reader")
     return name
 
 

@@ -110,7 +110,8 @@ class CorrectionStore:
         reader = check_reader(reader)
         target = case_dir(self.root, case_id)
         if target.exists():
-            raise InputError(f"case {case_id} already exists in {self.root}; choose another --case-id")
+            raise InputError(f"case {case_id} already exists in {self.root}; choose another case id",
+                             parameter="case_id")
         check_ledger(self.root / LEDGER_FILE, read_anchor(self.root))  # refuse before reading the CT
         loaded = load_image(image, allow_gaps=allow_gaps)
         engine = read_engine_output(engine_output)
@@ -124,7 +125,8 @@ class CorrectionStore:
             with store_lock(self.root, self.lock_timeout_s):
                 tail = self._writable()
                 if target.exists() or case_id in self._states():
-                    raise InputError(f"case {case_id} already exists in {self.root}; choose another --case-id")
+                    raise InputError(f"case {case_id} already exists in {self.root}; choose another case id",
+                                     parameter="case_id")
                 publish_folder(tmp, target)
                 files = {relative(self.root, target / name): digest for name, digest in digests.items()}
                 self._append(tail, [draft_entry(

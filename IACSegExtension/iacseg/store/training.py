@@ -130,8 +130,9 @@ def retrain_from_store(what: str, store_root: str | Path, *, out: str | Path, in
     ``init``: parent model folder or name (default: the current default model of that kind). ``hp``: trainer
     hyper-parameters (epochs, lr, seed, …). Returns a JSON-able summary (model path, parent, cases used per
     split, test metrics of parent and new model, whether the new one is at least as good)."""
-    from ..models import resolve_model
-    from ..models.registry import read_config, sha256_file
+    from ..models.defaults import resolve_model
+    from ..models.folders import read_config
+    from ..core.files import sha256_of
     from ..train import train_landmarks, train_segmenter
     from .store import CorrectionStore
 
@@ -151,7 +152,7 @@ def retrain_from_store(what: str, store_root: str | Path, *, out: str | Path, in
     if parent_cfg.get("kind") != what:
         raise InputError(f"{parent_dir} is a {parent_cfg.get('kind')} model, not a {what} model")
     parent = {"name": parent_cfg.get("name"), "version": parent_cfg.get("version"), "path": str(parent_dir),
-              "sha256": sha256_file(parent_dir / "model.safetensors")}
+              "sha256": sha256_of(parent_dir / "model.safetensors")}
 
     progress("prepare", 0.0, f"reading {len(split['train']) + len(split['val'])} approved cases")
     train_cases = [load_store_case(store, c) for c in split["train"]]
@@ -176,7 +177,7 @@ def retrain_from_store(what: str, store_root: str | Path, *, out: str | Path, in
     new_cfg = read_config(model_dir)
     summary = {
         "model": str(model_dir), "name": new_cfg.get("name"), "version": new_cfg.get("version"),
-        "sha256": sha256_file(model_dir / "model.safetensors"), "kind": what, "parent": parent,
+        "sha256": sha256_of(model_dir / "model.safetensors"), "kind": what, "parent": parent,
         "store": str(store.root), "cases": split, "test": {"parent": old, "new": new},
         "improved": _better(what, old, new),
     }

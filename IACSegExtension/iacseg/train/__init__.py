@@ -1,7 +1,9 @@
 """train stage: fit the calcification segmenter and the landmark localiser; write safetensors model folders.
 
 Entry points: `train_segmenter`, `train_landmarks` (the command line is ``iacseg train``). Import of this package
-is light; the trainers are loaded on first use. Under ``torchrun`` they train with DDP (`iacseg.train.distributed`).
+is light; the trainers are loaded on first use. Both run one loop (`iacseg.train.loop`: seeding, split, checkpoint
+and resume, optimiser, AMP, validation, best weights, saving) with their own hooks. Under ``torchrun`` they train
+with DDP (`iacseg.train.distributed`).
 """
 
 from __future__ import annotations

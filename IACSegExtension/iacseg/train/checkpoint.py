@@ -213,8 +213,8 @@ class Checkpointer:
         found = self._existing()
         if found is not None and not resume:
             progress("train", 0.0, f"starting afresh: the checkpoint of an interrupted training at {found} "
-                                   f"({_describe(found)}) will be replaced; pass resume=True (iacseg train … "
-                                   "--resume) to continue it instead")
+                                   f"({_describe(found)}) will be replaced; resume the training to continue "
+                                   "it instead")
             found = None
         seen_by_all = all_reduce_mean(1.0 if found else 0.0)
         if seen_by_all not in (0.0, 1.0):

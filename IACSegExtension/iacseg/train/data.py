@@ -3,7 +3,8 @@
 Sources (``data`` of the trainers):
 
 * a folder holding case folders — or one case folder — in the phantom/truth layout
-  (``ct.nii.gz`` or ``dicom/``, ``truth_calcifications.nii.gz``, ``truth_landmarks.mrk.json``);
+  (``ct.nii.gz`` or ``dicom/``, ``truth_calcifications.nii.gz``, ``truth_landmarks.mrk.json``; found and read by
+  `iacseg.outputs.truth_folder`);
 * a list of such folders;
 * a list of in-memory phantoms / `Case` objects (anything with ``ct``, ``labels``, ``landmarks``);
 * a list or range of ints: phantom seeds, generated on the fly by ``iacseg.phantom.make_phantom``.
@@ -21,9 +22,9 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 import numpy as np
 
 from ..core.plane import MidsagittalPlane
-from ..core.contracts import PHANTOM_CT_FILE, PHANTOM_DICOM_DIR, TRUTH_LABELS_FILE, TRUTH_LANDMARKS_FILE
 from ..core.errors import InputError
 from ..io.volume import CTVolume
+from ..outputs.truth_folder import TruthFolder, case_folders
 
 if TYPE_CHECKING:  # type hints only
     from ..core.landmarks import Landmark
@@ -41,39 +42,12 @@ class Case:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def is_case_folder(path: Path) -> bool:
-    return (path / TRUTH_LABELS_FILE).is_file() and ((path / PHANTOM_CT_FILE).is_file()
-                                                     or (path / PHANTOM_DICOM_DIR).is_dir())
-
-
-def case_folders(root: str | Path) -> list[Path]:
-    """The case folders under ``root`` (or ``[root]`` when it is one); `InputError` when there are none."""
-    root = Path(root)
-    if is_case_folder(root):
-        return [root]
-    found = sorted(p for p in root.iterdir() if p.is_dir() and is_case_folder(p)) if root.is_dir() else []
-    if not found:
-        raise InputError(f"{root} holds no training cases; each case folder needs {PHANTOM_CT_FILE} (or "
-                         f"{PHANTOM_DICOM_DIR}/), {TRUTH_LABELS_FILE} and {TRUTH_LANDMARKS_FILE}")
-    return found
-
-
 def read_case_folder(folder: str | Path) -> Case:
     """Read one truth-layout case folder (CT, label map, landmarks) and bring it to axial LPS."""
-    import SimpleITK as sitk
-
-    from ..io import read_ct
-    from ..io.volume import grid_from_sitk
-    from ..outputs.markups import read_landmarks
-
-    folder = Path(folder)
-    ct_path = folder / PHANTOM_CT_FILE if (folder / PHANTOM_CT_FILE).is_file() else folder / PHANTOM_DICOM_DIR
-    ct = read_ct(ct_path)
-    image = sitk.ReadImage(str(folder / TRUTH_LABELS_FILE))
-    labels = sitk.GetArrayFromImage(image).astype(np.uint8)
-    label_grid = grid_from_sitk(image)
-    landmarks = read_landmarks(folder / TRUTH_LANDMARKS_FILE)
-    return to_training_case(folder.name, ct, labels, landmarks, label_grid=label_grid)
+    case = TruthFolder(Path(folder))
+    ct = case.read_ct()
+    labels, label_grid = case.read_labels()
+    return to_training_case(case.name, ct, labels, case.read_landmarks(), label_grid=label_grid)
 
 
 def to_training_case(name: str, ct: CTVolume, labels: np.ndarray, landmarks: "dict[str, Landmark]",

@@ -88,8 +88,8 @@ def device_for_rank(device: str | torch.device | None, local_rank: int, world_si
         return dev
     if local_rank >= torch.cuda.device_count():
         raise InputError(f"torchrun started more processes on this node than it has GPUs "
-                         f"({torch.cuda.device_count()}); use --nproc_per_node equal to the number of GPUs, "
-                         "or --device cpu")
+                         f"({torch.cuda.device_count()}); start at most one process per GPU, or train on the "
+                         "cpu device", parameter="device")
     return torch.device("cuda", local_rank)
 
 

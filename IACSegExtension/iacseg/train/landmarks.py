@@ -6,12 +6,12 @@ k* = ceil((z − z0)/sk) (and each landmark's exact position (z − z0)/sk, for 
 (`iacseg.train.augment`): slice-thickness simulation (targets and spacing recomputed on the thick grid:
 `iacseg.train.slice_thickness`), random z-crops that keep every target inside (so the padding amount, hence
 absolute position, changes), an in-plane affine and MONAI appearance transforms per case. Loss: per-landmark
-cross-entropy over slices (summed). Validation: MAE in slices and the share within ±1 slice (argmax).
+cross-entropy over slices (summed). Validation: MAE in slices and the share within ±1 slice (argmax). The training
+loop itself is `iacseg.train.loop`.
 """
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,20 +21,20 @@ import numpy as np
 import torch
 
 from ..core.contracts import LANDMARKS
-from ..models.dst import DepthSequenceTransformer, decode_slices, landmark_loss
+from ..models.networks.dst import DepthSequenceTransformer, decode_slices, landmark_loss
 from ..models.inputs import window_channels
 from ..models.localiser import DEFAULT_LOCALISER_INPUT, localiser_input
 from ..models.output_folder import check_model_replaceable
-from ..models.registry import save_model
 from ..core.errors import InputError
 from ..core.progress import Progress, no_progress
-from .augment import ViewAugmenter, augment_settings, describe_augmentation
-from .checkpoint import Checkpointer, LoopState, fingerprint, interval, restore_rng
-from .common import lr_at, model_card, model_identity, seed_everything, split_cases, training_record
+from .augment import ViewAugmenter, augment_settings
+from .checkpoint import LoopState, interval
+from .common import model_card, model_identity, seed_everything
 from .data import case_plane, is_prepared, iter_cases, landmark_slices
 from .slice_thickness import choose_thickness, thicken
-from .distributed import (DistContext, all_reduce_mean, barrier, parameters_in_sync, wrap_model)
+from .distributed import DistContext
 from .distributed import session as distributed_session
+from .loop import TrainingHooks, fit, prepare_split
 
 #: Recommended hyper-parameters for the demo localiser.
 LANDMARK_DEFAULTS: dict[str, Any] = {
@@ -157,7 +157,7 @@ def _prepare_cases(data: Any, input_cfg: dict[str, Any], max_slices: int, phanto
 
 def _parent_config(init_dir: str | Path, cfg: dict[str, Any]) -> dict[str, Any]:
     """The parent localiser's config; copies its architecture and field of view into ``cfg``."""
-    from ..models.registry import read_config
+    from ..models.folders import read_config
 
     parent = read_config(init_dir)
     if parent.get("kind") != "landmarks" or (parent.get("architecture") or {}).get("name") != "DepthSequenceTransformer":
@@ -200,28 +200,23 @@ def train_landmarks(data: Any, out_dir: str | Path, *, epochs: int = 150, batch:
 def _fit(ctx: DistContext, data: Any, out_dir: Path, cfg: dict[str, Any], progress: Progress,
          phantom_options: dict[str, Any] | None, val_data: Any, init_dir: str | Path | None, name: str | None,
          version: str | None, resume: bool, overwrite: bool = True) -> Path:
-    epochs, batch, lr, seed, val_every = (cfg[k] for k in ("epochs", "batch", "lr", "seed", "val_every"))
+    """The localiser's part of the training: its cases, network and hooks; `iacseg.train.loop.fit` does the rest."""
     dev = ctx.device
-    rng = seed_everything(seed)
+    rng = seed_everything(cfg["seed"])
     t0 = time.time()
     parent = _parent_config(init_dir, cfg) if init_dir else None
     cfg["name"], cfg["version"] = model_identity(cfg, parent, name, version)
     input_cfg = {**DEFAULT_LOCALISER_INPUT, "fov_mm": float(cfg["fov_mm"]), "size": int(cfg["size"])}
-    cases = _prepare_cases(data, input_cfg, int(cfg["max_slices"]), phantom_options, progress)
-    if not cases:
-        raise InputError("the training data holds no cases; give a folder of case folders or phantom seeds")
-    if val_data is None:
-        train_idx, val_idx = split_cases(len(cases), cfg["val_fraction"], seed)
-        train_cases, val_cases = [cases[i] for i in train_idx], [cases[i] for i in val_idx]
-    else:
-        train_cases = cases
-        val_cases = _prepare_cases(val_data, input_cfg, int(cfg["max_slices"]), phantom_options, progress)
+    train_cases, val_cases, all_cases = prepare_split(
+        lambda source, is_val: _prepare_cases(source, input_cfg, int(cfg["max_slices"]), phantom_options, progress),
+        data, val_data, cfg["val_fraction"], cfg["seed"])
     arch_keys = ("encoder_features", "dim", "depth", "heads", "conv_kernel", "max_slices", "positional", "use_cls",
                  "spacing_embedding", "dropout")
     params = {k: cfg[k] for k in arch_keys + ("mlp_ratio", "n_landmarks") if k in cfg}
     net = DepthSequenceTransformer(in_channels=len(input_cfg["windows_hu"]), **params).to(dev)
     if init_dir:
-        from ..models.registry import load_state, sha256_file
+        from ..models.loading import load_state
+        from ..core.files import sha256_of
 
         try:
             net.load_state_dict(load_state(init_dir))
@@ -229,103 +224,60 @@ def _fit(ctx: DistContext, data: Any, out_dir: Path, cfg: dict[str, Any], progre
             raise InputError(f"the weights in {init_dir} do not match its DST configuration; fine-tune from a "
                              "landmarks model folder made by iacseg train") from None
         cfg["parent"] = {"name": parent.get("name"), "version": parent.get("version"),  # type: ignore[union-attr]
-                         "sha256": sha256_file(Path(init_dir) / "model.safetensors")}
+                         "sha256": sha256_of(Path(init_dir) / "model.safetensors")}
+    hooks = _hooks(net, cfg, input_cfg, train_cases, val_cases, dev)
+    return fit(ctx, net, hooks, cfg, train_cases, val_cases, all_cases, rng, t0, out_dir, progress, resume,
+               overwrite, data, phantom_options, val_data is not None)
+
+
+def _hooks(net: DepthSequenceTransformer, cfg: dict[str, Any], input_cfg: dict[str, Any],
+           train_cases: list[LandmarkCase], val_cases: list[LandmarkCase], dev: torch.device) -> TrainingHooks:
     augmenter = ViewAugmenter(cfg)
+    batch_size = cfg["batch"]
     arch = {"name": "DepthSequenceTransformer", "params": {"in_channels": len(input_cfg["windows_hu"]), **net.config}}
-    ckpt = Checkpointer(out_dir, ctx, cfg["checkpoint_every"],
-                        fingerprint("landmarks", arch, input_cfg, cfg, train_cases, val_cases, ctx.world_size), cfg)
-    resumed = ckpt.start(resume, progress)
-    if resumed is not None:  # before DDP wraps the network (it copies rank 0's weights to all ranks)
-        net.load_state_dict(resumed.model)
-    if ctx.enabled:  # each rank shuffles and augments on its own; DDP starts every rank from rank 0's weights
-        rng = np.random.default_rng(seed + ctx.rank)
-        torch.manual_seed(seed + ctx.rank)
-    model = wrap_model(net, ctx)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg["weight_decay"])
-    steps_per_epoch = max(1, int(np.ceil(len(train_cases) / batch)))
-    total = epochs * steps_per_epoch
-    amp = dev.type == "cuda"
-    loop = LoopState()
-    if resumed is not None:
-        opt.load_state_dict(resumed.optimizer)
-        loop = resumed.loop
-        restore_rng(resumed.rng, rng, dev)
-        t0 = time.time() - loop.elapsed_s
-    for epoch in range(loop.epoch, epochs):
-        model.train()
-        if loop.step_in_epoch == 0:
-            loop.epoch, loop.losses = epoch, []
-            loop.order = rng.permutation(len(train_cases)).tolist()
+
+    def batch(rng: np.random.Generator, loop: LoopState, step_in_epoch: int) -> tuple[Any, ...]:
         order = loop.order or []
-        for s in range(loop.step_in_epoch, steps_per_epoch):
-            chosen = [train_cases[i] for i in order[s * batch:(s + 1) * batch]]
-            samples = [training_sample(c, rng, cfg, input_cfg, dev, augmenter) for c in chosen]
-            xs = [x for x, _, _ in samples]
-            targets = torch.tensor(np.stack([t for _, t, _ in samples]), device=dev)
-            n_slices = torch.tensor([x.shape[1] for x in xs], device=dev)
-            spacing = torch.tensor([sp for _, _, sp in samples], device=dev)
-            for g in opt.param_groups:
-                g["lr"] = lr_at(loop.step, total, lr)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                logits, _ = model(xs, spacing)
-            loss = landmark_loss(logits.float(), targets, n_slices)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
-            loop.losses.append(loss.item())
-            loop.step, loop.step_in_epoch = loop.step + 1, s + 1
-            if ckpt.due_after_step(loop):
-                ckpt.save(loop, net, opt, rng, t0)
-        epoch_loss = all_reduce_mean(float(np.mean(loop.losses)))  # mean over ranks (this rank's alone when single)
-        msg = f"epoch {epoch + 1}/{epochs} loss {epoch_loss:.4f}"
-        last = epoch + 1 == epochs
-        if ctx.is_main and val_cases and ((epoch + 1) % max(1, val_every) == 0 or last):
-            loop.metrics = evaluate_landmarks(net, val_cases, input_cfg, dev)
-            msg += (f" val MAE {loop.metrics['val_mae_slices']:.2f} slices, "
-                    f"≤1 slice {loop.metrics['val_within_1_slice']:.1%}")
-            key = [loop.metrics["val_mae_slices"], -loop.metrics["val_within_1_slice"]]
-            if loop.best_key is None or key < loop.best_key:
-                loop.best_key, loop.best_metrics = key, {**loop.metrics, "epoch": epoch + 1}
-                loop.best_state = copy.deepcopy(net.state_dict())
-        loop.metrics["train_loss_last_epoch"] = epoch_loss
-        loop.epoch, loop.step_in_epoch = epoch + 1, 0
-        if ckpt.due_after_epoch() and not last:
-            ckpt.save(loop, net, opt, rng, t0)
-        progress("train", (epoch + 1) / epochs, msg)
-    metrics = loop.metrics
-    if ctx.enabled and not parameters_in_sync(model):
-        raise RuntimeError("the training processes ended with different weights; check that every rank runs the "
-                           "same IACSeg and PyTorch versions")
-    if not ctx.is_main:  # rank 0 writes the model; the others wait for it and return the same folder
-        barrier()
-        return out_dir
-    final_metrics = dict(metrics)
-    if loop.best_state is not None and loop.best_metrics is not None:
-        net.load_state_dict(loop.best_state)
-        final_metrics = {**loop.best_metrics, "train_loss_last_epoch": metrics.get("train_loss_last_epoch")}
-    record = training_record(cfg, data, phantom_options, cases if val_data is None else cases + val_cases,
-                             len(train_cases), len(val_cases), t0, dev)
-    record.update(world_size=ctx.world_size, effective_batch=batch * ctx.world_size,
-                  validation="given cases" if val_data is not None else "random split",
-                  augmentation=describe_augmentation(cfg, "landmarks"), steps=loop.step)
-    config = {
-        "name": cfg["name"], "version": cfg["version"], "kind": "landmarks",
-        "architecture": arch,
-        "input": input_cfg, "landmarks": list(LANDMARKS),
-        "slice_convention": "target k* = ceil((z - z0)/sk); predicted plane z = z0 + (k - 0.5)*sk",
-        "n_parameters": int(sum(p.numel() for p in net.parameters())),
-        "metrics": final_metrics,
-        "training": record,
-    }
-    card = model_card("Landmark localiser (Depth-Sequence Transformer)", config,
-                      "Slice index of the six ICA landmark planes (L/R carotid canal, petrolingual ligament, anterior "
-                      "clinoid) on an axial non-contrast head CT, splitting each ICA into cervical | petrous | "
-                      "cavernous | supraclinoid.",
-                      "DST (Hou et al.): slice-wise 3D CNN encoder with stride (1, 2, 2), one token per native "
-                      "slice, left-padding with attention mask, convolution-enhanced self-attention blocks, six "
-                      "softmax distributions over slices trained with cross-entropy.")
-    path = save_model(out_dir, net.cpu(), config, card, overwrite=overwrite)
-    ckpt.remove()  # only once the model folder is in place
-    barrier()
-    return path
+        chosen = [train_cases[i] for i in order[step_in_epoch * batch_size:(step_in_epoch + 1) * batch_size]]
+        samples = [training_sample(c, rng, cfg, input_cfg, dev, augmenter) for c in chosen]
+        xs = [x for x, _, _ in samples]
+        targets = torch.tensor(np.stack([t for _, t, _ in samples]), device=dev)
+        n_slices = torch.tensor([x.shape[1] for x in xs], device=dev)
+        spacing = torch.tensor([sp for _, _, sp in samples], device=dev)
+        return xs, targets, n_slices, spacing
+
+    def loss(model: torch.nn.Module, b: tuple[Any, ...], amp: Any) -> torch.Tensor:
+        xs, targets, n_slices, spacing = b
+        with amp():
+            logits, _ = model(xs, spacing)
+        return landmark_loss(logits.float(), targets, n_slices)
+
+    def model_config(net: torch.nn.Module, metrics: dict[str, Any],
+                     record: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        config = {
+            "name": cfg["name"], "version": cfg["version"], "kind": "landmarks",
+            "architecture": arch,
+            "input": input_cfg, "landmarks": list(LANDMARKS),
+            "slice_convention": "target k* = ceil((z - z0)/sk); predicted plane z = z0 + (k - 0.5)*sk",
+            "n_parameters": int(sum(p.numel() for p in net.parameters())),
+            "metrics": metrics,
+            "training": record,
+        }
+        card = model_card("Landmark localiser (Depth-Sequence Transformer)", config,
+                          "Slice index of the six ICA landmark planes (L/R carotid canal, petrolingual ligament, "
+                          "anterior clinoid) on an axial non-contrast head CT, splitting each ICA into cervical | "
+                          "petrous | cavernous | supraclinoid.",
+                          "DST (Hou et al.): slice-wise 3D CNN encoder with stride (1, 2, 2), one token per native "
+                          "slice, left-padding with attention mask, convolution-enhanced self-attention blocks, six "
+                          "softmax distributions over slices trained with cross-entropy.")
+        return config, card
+
+    return TrainingHooks(
+        kind="landmarks", architecture=arch, input_cfg=input_cfg,
+        steps_per_epoch=max(1, int(np.ceil(len(train_cases) / batch_size))), clip_norm=5.0, batch=batch, loss=loss,
+        validate=lambda module: evaluate_landmarks(module, val_cases, input_cfg, dev),  # type: ignore[arg-type]
+        score=lambda m: [m["val_mae_slices"], -m["val_within_1_slice"]], higher_is_better=False,
+        describe_validation=lambda m: (f" val MAE {m['val_mae_slices']:.2f} slices, "
+                                       f"≤1 slice {m['val_within_1_slice']:.1%}"),
+        model_config=model_config,
+        start_epoch=lambda rng: rng.permutation(len(train_cases)).tolist())

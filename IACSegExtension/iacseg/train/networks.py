@@ -1,4 +1,4 @@
-"""Which network `iacseg.train.segmenter` trains (``--arch``) and where its first weights come from (``--init``).
+"""Which network `iacseg.train.segmenter` trains (``arch``) and where its first weights come from (``init``).
 
 Architectures (``arch``) and the registry name each saves under:
 
@@ -8,7 +8,7 @@ Architectures (``arch``) and the registry name each saves under:
 - ``"vit"`` → ``ViTSegmenter`` (`iacseg.models.vit.segmenter_net`): ``init`` = an ``mae`` folder (its encoder weights
   through `encoder_state`; its patch, widths and intensity windows win, the decoder starts fresh), a ViT segmenter
   folder (a fine-tune), or none (from scratch with ``vit_config``/``vit_patch``). ``decoder`` picks the decoder.
-- ``"grcsf"`` → ``GRCSF`` (`iacseg.models.grcsf`, lazily imported): ``init`` = the ``mae`` folder whose frozen MAE
+- ``"grcsf"`` → ``GRCSF`` (`iacseg.models.networks.grcsf`, lazily imported): ``init`` = the ``mae`` folder whose frozen MAE
   computes the residual maps (required), or a GRCSF segmenter folder (a fine-tune).
 
 ``arch`` None means: the init folder's architecture (an mae folder → "vit"), else "resenc-unet".
@@ -41,7 +41,8 @@ def read_parent(init_dir: str | Path | None) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
-        raise InputError(f"--init {init_dir} has no readable config.json; give a model folder made by iacseg") from None
+        raise InputError(f"the init model {init_dir} has no readable config.json; give a model folder made by iacseg",
+                         parameter="init") from None
 
 
 def parent_windows(parent: dict[str, Any] | None) -> list[list[float]] | None:
@@ -56,7 +57,7 @@ def parent_windows(parent: dict[str, Any] | None) -> list[list[float]] | None:
 def resolve_arch(arch: str | None, parent: dict[str, Any] | None) -> str:
     """The architecture to train: ``arch`` when given (checked against the init folder), else implied by it."""
     if arch is not None and arch not in ARCHS:
-        raise InputError(f"--arch {arch} is unknown; choose one of {', '.join(ARCHS)}")
+        raise InputError(f"architecture {arch} is unknown; choose one of {', '.join(ARCHS)}", parameter="arch")
     if parent is None:
         return arch or "resenc-unet"
     kind, name = parent.get("kind"), (parent.get("architecture") or {}).get("name")
@@ -64,19 +65,23 @@ def resolve_arch(arch: str | None, parent: dict[str, Any] | None) -> str:
         implied = next((a for a, n in ARCHITECTURE_NAMES.items() if n == name), None)
         if implied is None:
             raise InputError(f"the init model's architecture {name!r} cannot be fine-tuned here; use a segmenter "
-                             f"made by `iacseg train segmenter`")
+                             f"made by `iacseg train segmenter`", parameter="init")
         if arch not in (None, implied):
-            raise InputError(f"the init model is a {name} segmenter: fine-tune it with --arch {implied} (or leave "
-                             f"--arch out)")
+            raise InputError(f"the init model is a {name} segmenter: fine-tune it with the {implied} architecture "
+                             f"(or leave the architecture unset)", parameter="arch")
         return implied
     usable = [a for a, k in ENCODER_INITS.items() if k == kind]
     if not usable:
         raise InputError(f"the init model is a {kind!r} model; a segmenter starts from a segmenter, a desd-encoder "
-                         f"(--arch resenc-unet) or an mae (--arch vit or grcsf)")
+                         f"(architecture resenc-unet) or an mae (architecture vit or grcsf)", parameter="init")
     if arch is not None and arch not in usable:
-        raise InputError(f"--arch {arch} cannot start from a {kind} model; use --arch {' or '.join(usable)} with it, "
-                         f"or another --init")
+        raise InputError(f"architecture {arch} cannot start from a {kind} model; use architecture "
+                         f"{' or '.join(usable)} with it, or another init model", parameter="arch")
     return arch or usable[0]
+
+
+#: The ViT-only options as messages name them.
+VIT_OPTION_NAMES = {"decoder": "decoder", "vit_config": "ViT configuration", "vit_patch": "ViT patch size"}
 
 
 def check_request(arch: str | None, cfg: dict[str, Any], parent: dict[str, Any] | None) -> str:
@@ -86,11 +91,12 @@ def check_request(arch: str | None, cfg: dict[str, Any], parent: dict[str, Any] 
     arch = resolve_arch(arch, parent)
     given = [k for k in ("decoder", "vit_config", "vit_patch") if cfg.get(k) is not None]
     if arch != "vit" and given:
-        flags = ", ".join("--" + k.replace("_", "-") for k in given)
-        raise InputError(f"{flags} only apply to --arch vit, not --arch {arch}; leave them out")
+        names = ", ".join(VIT_OPTION_NAMES[k] for k in given)
+        raise InputError(f"{names}: only for architecture vit, not {arch}; leave {'them' if len(given) > 1 else 'it'} "
+                         f"unset", parameter=given[0])
     if arch == "grcsf" and parent is None:
-        raise InputError("--arch grcsf needs the MAE that computes its residual maps: give --init MAE_FOLDER "
-                         "(made by `iacseg pretrain mae`)")
+        raise InputError("architecture grcsf needs the MAE that computes its residual maps: give it as the init "
+                         "model (made by `iacseg pretrain mae`)", parameter="init")
     if arch == "vit":
         params = (parent or {}).get("architecture", {}).get("params", {})
         if parent is not None:
@@ -105,8 +111,9 @@ def _check_window(window: Any, divisor: Any) -> None:
     window, divisor = tuple(int(w) for w in window), tuple(int(d) for d in divisor)
     if any(w % d for w, d in zip(window, divisor)):
         good = tuple(max(d, round(w / d) * d) for w, d in zip(window, divisor))
-        raise InputError(f"the training window --patch {' '.join(map(str, window))} (slices, rows, columns) must be "
-                         f"a multiple of {divisor} for this network; use e.g. {' '.join(map(str, good))}")
+        raise InputError(f"the training window {' '.join(map(str, window))} (slices, rows, columns) must be "
+                         f"a multiple of {divisor} for this network; use e.g. {' '.join(map(str, good))}",
+                         parameter="patch")
 
 
 def build_segmenter_network(arch: str | None, cfg: dict[str, Any], in_channels: int,
@@ -131,15 +138,15 @@ def build_segmenter_network(arch: str | None, cfg: dict[str, Any], in_channels: 
     _check_window(cfg["patch"], net.divisor)
     if parent is None:
         return net, None
-    from ..models.registry import sha256_file
+    from ..core.files import sha256_of
 
     return net, {"name": parent.get("name"), "version": parent.get("version"), "kind": parent.get("kind"),
-                 "sha256": sha256_file(Path(init_dir) / "model.safetensors")}  # type: ignore[arg-type]
+                 "sha256": sha256_of(Path(init_dir) / "model.safetensors")}  # type: ignore[arg-type]
 
 
 def _resenc_unet(cfg: dict[str, Any], in_channels: int, init_dir: Any, parent: dict[str, Any] | None) -> nn.Module:
-    from ..models.registry import load_state
-    from ..models.unet import ResEncUNet
+    from ..models.loading import load_state
+    from ..models.networks.unet import ResEncUNet
 
     if parent is not None:  # fine-tune or encoder transfer: the parent's architecture
         arch = parent["architecture"]["params"]
@@ -151,8 +158,6 @@ def _resenc_unet(cfg: dict[str, Any], in_channels: int, init_dir: Any, parent: d
         return net
     try:
         if parent.get("kind") == "desd-encoder":
-            from .pretrain_desd import load_encoder_weights
-
             load_encoder_weights(net, init_dir)  # strict on stem.* / encoder.*; the decoder stays fresh
         else:
             net.load_state_dict(load_state(init_dir))
@@ -162,9 +167,28 @@ def _resenc_unet(cfg: dict[str, Any], in_channels: int, init_dir: Any, parent: d
     return net
 
 
+def load_encoder_weights(net: nn.Module, encoder_dir: str | Path) -> None:
+    """Load a desd-encoder folder's weights (`iacseg.train.pretrain_desd`) into the encoder (``stem.*``,
+    ``encoder.*``) of the `ResEncUNet` ``net``, strictly: every encoder key must be present with its shape; the
+    decoder keeps its fresh initialisation."""
+    from ..models.loading import load_state
+
+    state = load_state(encoder_dir)
+    expected = {k for k in net.state_dict() if k.startswith(("stem.", "encoder."))}
+    if set(state) != expected:
+        raise InputError(f"the encoder weights in {encoder_dir} do not fit this U-Net (missing "
+                         f"{len(expected - set(state))}, extra {len(set(state) - expected)} tensors); use a "
+                         f"desd-encoder folder made by `iacseg pretrain desd`")
+    try:
+        net.load_state_dict(state, strict=False)
+    except RuntimeError:
+        raise InputError(f"the encoder weights in {encoder_dir} have other shapes than its architecture says; "
+                         "the folder is damaged — pre-train it again") from None
+
+
 def vit_config_name(params: dict[str, Any]) -> str:
     """The ViTiac configuration ("tiny", "S", "M", "L") whose encoder sizes ``params`` has, else "custom"."""
-    from ..models.vit.encoder import VIT_CONFIGS
+    from ..models.networks.vit.encoder import VIT_CONFIGS
 
     for name, c in VIT_CONFIGS.items():
         if (c.width, c.depth, c.heads) == (params.get("width"), params.get("depth"), params.get("heads")):
@@ -173,38 +197,39 @@ def vit_config_name(params: dict[str, Any]) -> str:
 
 
 def _check_vit_request(cfg: dict[str, Any], params: dict[str, Any], source: str) -> None:
-    """Refuse --vit-patch / --vit-config (and, for a segmenter, --decoder) that disagree with the network an init
-    folder brings."""
-    from ..models.vit.encoder import vit_config
+    """Refuse a ViT patch size / configuration (and, for a segmenter, a decoder) that disagree with the network an
+    init folder brings."""
+    from ..models.networks.vit.encoder import vit_config
 
     if source == "init segmenter" and cfg.get("decoder") not in (None, params.get("decoder")):
-        raise InputError(f"--decoder {cfg['decoder']} does not match the init segmenter's decoder "
-                         f"{params.get('decoder')}; leave --decoder out or start from an MAE")
+        raise InputError(f"decoder {cfg['decoder']} does not match the init segmenter's decoder "
+                         f"{params.get('decoder')}; leave the decoder unset or start from an MAE", parameter="decoder")
     patch = cfg.get("vit_patch")
     if patch is not None and int(patch) != int(params["patch"]):
-        raise InputError(f"--vit-patch {patch} does not match the {source}'s patch size {params['patch']}; leave "
-                         f"--vit-patch out or pre-train an MAE with --patch {patch}")
+        raise InputError(f"ViT patch size {patch} does not match the {source}'s patch size {params['patch']}; leave "
+                         f"the ViT patch size unset or pre-train an MAE with patch size {patch}", parameter="vit_patch")
     if cfg.get("vit_config") is not None:
         want = _named_config(cfg["vit_config"], vit_config)
         have = tuple(params[k] for k in ("width", "depth", "heads"))
         if (want.width, want.depth, want.heads) != have:
-            raise InputError(f"--vit-config {cfg['vit_config']} (width {want.width}, depth {want.depth}, heads "
+            raise InputError(f"ViT configuration {cfg['vit_config']} (width {want.width}, depth {want.depth}, heads "
                              f"{want.heads}) does not match the {source}'s encoder (width {have[0]}, depth "
-                             f"{have[1]}, heads {have[2]}); leave --vit-config out or use a matching MAE")
+                             f"{have[1]}, heads {have[2]}); leave the ViT configuration unset or use a matching MAE",
+                             parameter="vit_config")
 
 
 def _named_config(name: str, lookup: Any) -> Any:
     try:
         return lookup(str(name))
     except ValueError:
-        raise InputError(f"--vit-config {name} is not a ViT configuration; use tiny, S, M or L") from None
+        raise InputError(f"ViT configuration {name} is unknown; use tiny, S, M or L", parameter="vit_config") from None
 
 
 def _vit(cfg: dict[str, Any], in_channels: int, init_dir: Any, parent: dict[str, Any] | None) -> nn.Module:
-    from ..models.registry import load_state
-    from ..models.vit.encoder import PATCH_SIZES, vit_config
-    from ..models.vit.mae import encoder_state
-    from ..models.vit.segmenter_net import ViTSegmenter, mae_segmenter_params, vit_segmenter_params
+    from ..models.loading import load_state
+    from ..models.networks.vit.encoder import PATCH_SIZES, vit_config
+    from ..models.networks.vit.mae import encoder_state
+    from ..models.networks.vit.segmenter_net import ViTSegmenter, mae_segmenter_params, vit_segmenter_params
 
     decoder = cfg.get("decoder") or VIT_DEFAULTS["decoder"]
     channels = int(cfg.get("decoder_channels") or VIT_DEFAULTS["decoder_channels"])
@@ -218,7 +243,7 @@ def _vit(cfg: dict[str, Any], in_channels: int, init_dir: Any, parent: dict[str,
     else:
         patch = int(cfg.get("vit_patch") or VIT_DEFAULTS["vit_patch"])
         if patch not in PATCH_SIZES:
-            raise InputError(f"--vit-patch {patch} is not supported; use 4, 8 or 16 voxels")
+            raise InputError(f"ViT patch size {patch} is not supported; use 4, 8 or 16 voxels", parameter="vit_patch")
         _named_config(cfg.get("vit_config") or VIT_DEFAULTS["vit_config"], vit_config)
         params = vit_segmenter_params(cfg.get("vit_config") or VIT_DEFAULTS["vit_config"], patch, decoder,
                                       in_channels, channels)
@@ -239,15 +264,10 @@ def _vit(cfg: dict[str, Any], in_channels: int, init_dir: Any, parent: dict[str,
 
 
 def _grcsf(cfg: dict[str, Any], in_channels: int, init_dir: Any, parent: dict[str, Any] | None) -> nn.Module:
-    """GRCSF from an MAE folder (`iacseg.models.grcsf.grcsf_from_mae`: its MAE frozen inside; the U-Net++ takes
+    """GRCSF from an MAE folder (`iacseg.models.loading.grcsf_from_mae`: its MAE frozen inside; the U-Net++ takes
     the trainer's ``features``/``strides``, other GRCSF options come from ``cfg["grcsf"]``) or a GRCSF segmenter."""
-    from ..models.registry import build_architecture, load_state
+    from ..models.loading import build_architecture, grcsf_from_mae, load_state
 
-    try:
-        from ..models.grcsf import grcsf_from_mae
-    except ImportError:
-        raise InputError("GRCSF is not available in this IACSeg (iacseg.models.grcsf is missing); update IACSeg or "
-                         "train --arch vit or resenc-unet") from None
     assert parent is not None  # check_request refused a GRCSF without its MAE
     try:
         if parent.get("kind") == "segmenter":  # fine-tune a GRCSF segmenter: its architecture, MAE included

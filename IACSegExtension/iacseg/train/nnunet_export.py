@@ -30,7 +30,7 @@ from .. import __version__
 from ..core.contracts import SEGMENTS
 from ..core.errors import InputError
 from ..core.progress import Progress, no_progress
-from ..store.export import ExportCase, dataset_folder_name, dataset_json, landmark_list, splits_final
+from ..outputs.nnunet_dataset import ExportCase, dataset_folder_name, dataset_json, landmark_list, splits_final
 
 DEFAULT_DATASET_ID = 502
 DEFAULT_DATASET_NAME = "ICACalc"
@@ -43,7 +43,8 @@ def assign_splits(n_cases: int, val_fraction: float) -> list[str]:
     """``"train"``/``"val"`` per case (sorted order): ``round(n × val_fraction)`` evenly spaced validation cases,
     at least one when ``val_fraction > 0`` and there are two cases or more, never all of them."""
     if not 0.0 <= val_fraction < 1.0:
-        raise InputError(f"--val-fraction {val_fraction} must be at least 0 and below 1")
+        raise InputError(f"validation fraction {val_fraction} must be at least 0 and below 1",
+                         parameter="val_fraction")
     n_val = int(round(n_cases * val_fraction))
     if val_fraction > 0 and n_cases >= 2:
         n_val = max(n_val, 1)
@@ -60,7 +61,7 @@ def case_ids(folders: Sequence[Path], dataset_name: str, keep_names: bool = Fals
     bad = [f.name for f in folders if not _CASE_ID.match(f.name)]
     if bad:
         raise InputError(f"case folder name {bad[0]!r} cannot be an nnU-Net case id; rename it (letters, digits, "
-                         f"'_' or '-') or drop --keep-names")
+                         f"'_' or '-') or let the export number the cases", parameter="keep_names")
     return [f.name for f in folders]
 
 
@@ -93,13 +94,14 @@ def export_truth_cases(data: str | Path, out: str | Path, *, dataset_id: int = D
     a label map holds values outside 0..8. Returns the dataset folder."""
     from ..io.writers import write_image
     from ..core.files import atomic_folder
-    from .data import case_folders, read_case_folder
+    from ..outputs.truth_folder import case_folders
+    from .data import read_case_folder
 
     folder_name = dataset_folder_name(dataset_id, dataset_name)
     target = Path(out).absolute() / folder_name
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise InputError(f"{target} already exists and is not empty; export to another folder or use another "
-                         f"--dataset-id (an export is never mixed into an existing dataset)")
+                         f"dataset id (an export is never mixed into an existing dataset)", parameter="dataset_id")
     folders = case_folders(data)
     ids = case_ids(folders, dataset_name, keep_names)
     splits = assign_splits(len(folders), val_fraction)

@@ -18,7 +18,7 @@ Method (Ye et al. 2022, "DeSD", as adapted to non-contrast head CT by Seia et al
 
 The result is a model folder of kind ``desd-encoder`` holding the teacher's encoder with the U-Net's key names
 (``stem.*``, ``encoder.*``): ``iacseg train segmenter --init FOLDER`` loads it into a fresh U-Net (decoder newly
-initialised, `load_encoder_weights`). Scaled-down defaults (head widths, K, batch) suit a CPU; the papers used
+initialised, `iacseg.train.networks.load_encoder_weights`). Scaled-down defaults (head widths, K, batch) suit a CPU; the papers used
 2048-wide heads, K = 65 536 and batch 64 on GPUs.
 """
 
@@ -37,12 +37,13 @@ from torch import nn
 
 from ..core.contracts import CALCIUM_HU
 from ..core.errors import InputError
-from ..models.registry import save_model
+from ..models.loading import save_model
 from ..models.segmenter import DEFAULT_SEGMENTER_INPUT, segmenter_input
 from ..models.sliding import fit_window
-from ..models.unet import ResEncEncoder, ResEncUNet
+from ..models.networks.unet import ResEncEncoder
 from ..core.progress import Progress, no_progress
-from .common import lr_at, model_card, seed_everything, training_record
+from .common import model_card, seed_everything, training_record
+from .loop import autocast, optimiser_step, set_learning_rate
 from .data import is_prepared
 from .regions import CTRegion, prepare_regions
 from .segmenter import SEGMENTER_DEFAULTS, SegmenterCase, sample_patch
@@ -220,24 +221,6 @@ def distort(hu: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     return hu
 
 
-def load_encoder_weights(net: ResEncUNet, encoder_dir: str | Path) -> None:
-    """Load a desd-encoder folder's weights into the encoder (``stem.*``, ``encoder.*``) of ``net``, strictly:
-    every encoder key must be present with its shape; the decoder keeps its fresh initialisation."""
-    from ..models.registry import load_state
-
-    state = load_state(encoder_dir)
-    expected = {k for k in net.state_dict() if k.startswith(("stem.", "encoder."))}
-    if set(state) != expected:
-        raise InputError(f"the encoder weights in {encoder_dir} do not fit this U-Net (missing "
-                         f"{len(expected - set(state))}, extra {len(set(state) - expected)} tensors); use a "
-                         f"desd-encoder folder made by `iacseg pretrain desd`")
-    try:
-        net.load_state_dict(state, strict=False)
-    except RuntimeError:
-        raise InputError(f"the encoder weights in {encoder_dir} have other shapes than its architecture says; "
-                         "the folder is damaged — pre-train it again") from None
-
-
 def _prepare(data: Any, patch: Sequence[int], rng: np.random.Generator, phantom_options: dict[str, Any] | None,
              progress: Progress) -> list[SegmenterCase]:
     """Patch sources of every CT of ``data`` (`iacseg.train.regions.prepare_regions`; context margin = half the
@@ -290,7 +273,6 @@ def pretrain_desd(data: Any, out_dir: str | Path, *, epochs: int = 20, steps_per
     center = torch.zeros(cfg["out_dim"], device=dev)
     opt = torch.optim.AdamW(_param_groups(student), lr=lr, weight_decay=cfg["weight_decay"])
     total = max(1, epochs * steps_per_epoch)
-    amp = dev.type == "cuda"
     step, history = 0, []
     stage_losses: list[list[float]] = []
     embeddings: list[torch.Tensor] = []
@@ -307,19 +289,16 @@ def pretrain_desd(data: Any, out_dir: str | Path, *, epochs: int = 20, steps_per
                                             cfg["teacher_temp_warmup"])
             wd = cfg["weight_decay_end"] + (cfg["weight_decay"] - cfg["weight_decay_end"]) * 0.5 * (
                 1.0 + math.cos(math.pi * step / total))
+            set_learning_rate(opt, step, total, lr)
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, total, lr)
                 if g["decay"]:
                     g["weight_decay"] = wd
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+            with autocast(dev):
                 t_logits, t_emb = teacher(x)
                 s_logits = student(x)
             t_p = teacher_probabilities(t_logits, center, t_temp).chunk(2)
             loss, per_stage = distillation_loss(t_p, [s.chunk(2) for s in s_logits], cfg["student_temp"])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(student.parameters(), cfg["clip_grad"])
-            opt.step()
+            optimiser_step(opt, loss, student.parameters(), cfg["clip_grad"])
             teacher.follow(student, momentum_at(step, total, cfg["momentum"]))
             center = update_center(center, t_logits, cfg["center_momentum"])
             losses.append(float(loss.detach()))

@@ -19,12 +19,13 @@ import numpy as np
 import torch
 
 from ..core.errors import InputError
-from ..models.registry import save_model
+from ..models.loading import save_model
 from ..models.segmenter import DEFAULT_SEGMENTER_INPUT, segmenter_input
-from ..models.vit.encoder import PATCH_SIZES, vit_config
-from ..models.vit.mae import MAE3D
+from ..models.networks.vit.encoder import PATCH_SIZES, vit_config
+from ..models.networks.vit.mae import MAE3D
 from ..core.progress import Progress, no_progress
-from .common import lr_at, model_card, seed_everything, training_record
+from .common import model_card, seed_everything, training_record
+from .loop import autocast, optimiser_step, set_learning_rate
 from .regions import CTRegion, prepare_regions, sample_cube
 
 MAE_KIND = "mae"
@@ -38,14 +39,15 @@ MAE_DEFAULTS: dict[str, Any] = {
 
 def _check(config: str, patch: int, roi_size: Sequence[int], mask_ratio: float) -> None:
     if config.removeprefix("ViTiac-") not in ("tiny", "S", "M", "L"):
-        raise InputError(f"--config {config} is not a ViT configuration; use tiny, S, M or L")
+        raise InputError(f"ViT configuration {config} is unknown; use tiny, S, M or L", parameter="config")
     if patch not in PATCH_SIZES:
-        raise InputError(f"--patch {patch} is not supported; use 4, 8 or 16 voxels")
+        raise InputError(f"patch size {patch} is not supported; use 4, 8 or 16 voxels", parameter="patch")
     if len(roi_size) != 3 or any(int(s) < patch or int(s) % patch for s in roi_size):
         raise InputError(f"the block size {tuple(roi_size)} (slices, rows, columns) must be a multiple of the patch "
-                         f"size {patch} along every axis; e.g. {(4 * patch, 8 * patch, 8 * patch)}")
+                         f"size {patch} along every axis; e.g. {(4 * patch, 8 * patch, 8 * patch)}", parameter="roi")
     if not 0.0 < mask_ratio < 1.0:
-        raise InputError(f"--mask-ratio {mask_ratio} must be between 0 and 1 (the paper uses 0.9)")
+        raise InputError(f"mask ratio {mask_ratio} must be between 0 and 1 (the paper uses 0.9)",
+                         parameter="mask_ratio")
     n = int(np.prod([int(s) // patch for s in roi_size]))
     if n < 2:
         raise InputError(f"a block of {tuple(roi_size)} voxels holds only {n} cube of {patch}³; use a larger block "
@@ -108,7 +110,6 @@ def pretrain_mae(data: Any, out_dir: str | Path, *, config: str = "S", patch: in
     mae = MAE3D(**params).to(dev)
     opt = torch.optim.AdamW(_param_groups(mae, cfg["weight_decay"]), lr=lr, betas=(0.9, 0.95))
     total = max(1, epochs * steps_per_epoch)
-    amp = dev.type == "cuda"
     generator = torch.Generator().manual_seed(seed)
     history: list[float] = []
     step = 0
@@ -117,14 +118,10 @@ def pretrain_mae(data: Any, out_dir: str | Path, *, config: str = "S", patch: in
         losses = []
         for _ in range(steps_per_epoch):
             x = _batch(regions, roi_size, batch, rng, cfg["flip_lr"], input_cfg, dev)
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step, total, lr)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+            set_learning_rate(opt, step, total, lr)
+            with autocast(dev):
                 loss = mae(x, generator=generator).loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(mae.parameters(), 3.0)
-            opt.step()
+            optimiser_step(opt, loss, mae.parameters(), 3.0)
             losses.append(float(loss.item()))
             step += 1
         history.append(float(np.mean(losses)))

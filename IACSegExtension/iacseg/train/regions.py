@@ -45,20 +45,18 @@ class CTRegion:
 
 
 def _folder_cts(root: Path) -> Iterator[tuple[str, "CTVolume", "dict[str, Landmark] | None"]]:
-    from ..batch import discover_cases
-    from ..core.contracts import PHANTOM_CT_FILE, PHANTOM_DICOM_DIR, TRUTH_LANDMARKS_FILE
+    from ..io.cohort import discover_cases
     from ..io import read_ct
-    from ..outputs.markups import read_landmarks
+    from ..outputs.truth_folder import CT_FILE, DICOM_DIR, TruthFolder
 
     for case in discover_cases([root]):
-        if case.input.is_dir() and case.input.name != PHANTOM_DICOM_DIR:
-            folder = case.input
-        elif case.input.name in (PHANTOM_CT_FILE, PHANTOM_DICOM_DIR):
-            folder = case.input.parent
+        if case.input.is_dir() and case.input.name != DICOM_DIR:
+            truth = TruthFolder(case.input)
+        elif case.input.name in (CT_FILE, DICOM_DIR):
+            truth = TruthFolder(case.input.parent)
         else:
-            folder = None  # a bare image file: no truth beside it that belongs to it alone
-        marks = folder / TRUTH_LANDMARKS_FILE if folder is not None else None
-        landmarks = read_landmarks(marks) if marks is not None and marks.is_file() else None
+            truth = None  # a bare image file: no truth beside it that belongs to it alone
+        landmarks = truth.read_landmarks() if truth is not None and truth.has_landmarks() else None
         yield case.name, read_ct(case.input), landmarks
 
 

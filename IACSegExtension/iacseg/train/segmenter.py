@@ -7,12 +7,12 @@ centred on calcium (``fg_fraction``), on other ≥ 130 HU voxels — bone — (`
 region; augmentation by MONAI transforms (`iacseg.train.augment`: spatial ones move image and label alike,
 appearance ones change the image only). Loss = soft Dice (batch) + BCE, with optional deep supervision.
 Validation runs the inference path (gated sliding window + ≥ 130 HU + no single voxels) on held-out cases and
-calibrates the threshold to the smallest total volume difference (Jin et al.).
+calibrates the threshold by the rule of ``iacseg calibrate`` (`iacseg.models.calibration`: the least mean
+per-case |volume difference|, Jin et al.). The training loop itself is `iacseg.train.loop`.
 """
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,19 +23,19 @@ import torch
 import torch.nn.functional as F
 
 from ..core.contracts import CALCIUM_HU
-from ..core.errors import InputError
 from ..core.progress import Progress, no_progress
-from ..models.postprocess import calcium_mask
+from ..core.threshold import DEFAULT_THRESHOLD
+from ..models.calibration import THRESHOLDS, calibrate_threshold, threshold_sweep
 from ..models.output_folder import check_model_replaceable
-from ..models.registry import save_model
 from ..models.segmenter import DEFAULT_SEGMENTER_INPUT, expand_box, segmenter_input
 from ..models.sliding import fit_window, sliding_window_proba
-from .augment import SegmenterAugmenter, augment_settings, describe_augmentation
-from .checkpoint import Checkpointer, LoopState, fingerprint, interval, restore_rng
-from .common import lr_at, model_card, model_identity, seed_everything, split_cases, training_record
+from .augment import SegmenterAugmenter, augment_settings
+from .checkpoint import LoopState, interval
+from .common import model_card, model_identity, seed_everything
 from .data import Case, case_plane, is_prepared, iter_cases
-from .distributed import (DistContext, all_reduce_mean, barrier, broadcast_flag, parameters_in_sync, wrap_model)
+from .distributed import DistContext
 from .distributed import session as distributed_session
+from .loop import TrainingHooks, fit, prepare_split
 from .networks import (ARCHITECTURE_NAMES, build_segmenter_network, default_model_name, describe_network,
                        parent_windows, read_parent)
 
@@ -47,7 +47,6 @@ SEGMENTER_DEFAULTS: dict[str, Any] = {
     "fg_fraction": 0.5, "bone_fraction": 0.35, "roi_jitter_mm": 5.0, "augment": "monai", "augment_p": None,
     "checkpoint_every": "epoch", "name": "unet-demo", "version": "1.0",
 }
-THRESHOLDS = tuple(np.round(np.arange(0.05, 0.81, 0.05), 2))
 
 
 @dataclass
@@ -186,27 +185,32 @@ def predict_crop(module: torch.nn.Module, c: SegmenterCase, input_cfg: dict[str,
 
 def validate(module: torch.nn.Module, cases: list[SegmenterCase], input_cfg: dict[str, Any],
              device: torch.device) -> dict[str, Any]:
-    """Dice (per case mean and pooled) at each threshold, with the volume-calibrated threshold."""
-    per_thr: dict[float, dict[str, list[float]]] = {t: {"dice": [], "dv": [], "inter": [], "sum": []} for t in THRESHOLDS}
+    """Dice (per-case mean and pooled) at 0.5 and at the calibrated threshold: the one calibration rule
+    (`iacseg.models.calibration.calibrate_threshold`, least mean per-case |volume difference|, the grid
+    `THRESHOLDS`) applied to the ROI of every validation case, as ``iacseg calibrate`` applies it to a
+    development set. Volumes are in voxels of each case's grid."""
+    sweeps = []
     for c in cases:
         prob = predict_crop(module, c, input_cfg, device)
-        hu, truth = c.hu[c.roi].astype(np.float32), c.calcium[c.roi]
-        for t in THRESHOLDS:
-            m = calcium_mask(prob, hu, float(t))
-            inter, s = float(np.count_nonzero(m & truth)), float(m.sum() + truth.sum())
-            per_thr[t]["dice"].append(2 * inter / s if s else 1.0)
-            per_thr[t]["dv"].append(float(m.sum()) - float(truth.sum()))
-            per_thr[t]["inter"].append(inter)
-            per_thr[t]["sum"].append(s)
-    calibrated = min(THRESHOLDS, key=lambda t: (abs(sum(per_thr[t]["dv"])), abs(t - 0.5)))
+        sweeps.append(threshold_sweep(prob, c.hu[c.roi].astype(np.float32), c.calcium[c.roi], THRESHOLDS))
+    truth = np.array([s["truth_voxels"] for s in sweeps], dtype=np.float64)
+    pred = {t: [float(s["pred_voxels"][n]) for s in sweeps] for n, t in enumerate(THRESHOLDS)}
+    calibrated, _ = calibrate_threshold(pred, truth)
+
     def summary(t: float) -> tuple[float, float]:
-        d = per_thr[t]
-        return float(np.mean(d["dice"])), 2 * sum(d["inter"]) / max(sum(d["sum"]), 1.0)
+        n = THRESHOLDS.index(t)
+        inter = np.array([float(s["overlap_voxels"][n]) for s in sweeps])
+        total = np.array(pred[t]) + truth
+        dice = [2 * i / d if d else 1.0 for i, d in zip(inter, total)]
+        return float(np.mean(dice)), float(2 * inter.sum() / max(total.sum(), 1.0))
+
     mean05, pooled05 = summary(0.5)
     mean_c, pooled_c = summary(calibrated)
+    diff = np.array(pred[calibrated]) - truth
     return {"val_dice_mean@0.5": mean05, "val_dice_pooled@0.5": pooled05, "threshold": float(calibrated),
             "val_dice_mean": mean_c, "val_dice_pooled": pooled_c,
-            "val_volume_diff_voxels": float(sum(per_thr[calibrated]["dv"])), "val_cases": len(cases)}
+            "val_volume_diff_voxels": float(diff.sum()), "val_mean_abs_volume_diff_voxels": float(np.abs(diff).mean()),
+            "val_cases": len(cases)}
 
 
 def _prepare_cases(data: Any, patch: Sequence[int], rng: np.random.Generator, roi_jitter_mm: float,
@@ -259,134 +263,76 @@ def train_segmenter(data: Any, out_dir: str | Path, *, epochs: int = 60, steps_p
 def _fit(ctx: DistContext, data: Any, out_dir: Path, cfg: dict[str, Any], progress: Progress,
          phantom_options: dict[str, Any] | None, val_data: Any, init_dir: str | Path | None, name: str | None,
          version: str | None, resume: bool, overwrite: bool = True) -> Path:
-    epochs, steps_per_epoch, batch, lr, seed = (cfg[k] for k in ("epochs", "steps_per_epoch", "batch", "lr", "seed"))
-    val_every = cfg["val_every"]
-    dev = ctx.device
-    rng = seed_everything(seed)
+    """The segmenter's part of the training: its cases, network and hooks; `iacseg.train.loop.fit` does the rest."""
+    rng = seed_everything(cfg["seed"])
     t0 = time.time()
-    cases = _prepare_cases(data, cfg["patch"], rng, cfg["roi_jitter_mm"], phantom_options, progress)
-    if not cases:
-        raise InputError("the training data holds no cases; give a folder of case folders or phantom seeds")
-    if val_data is None:
-        train_idx, val_idx = split_cases(len(cases), cfg["val_fraction"], seed)
-        train_cases, val_cases = [cases[i] for i in train_idx], [cases[i] for i in val_idx]
-    else:
-        train_cases = cases
-        val_cases = _prepare_cases(val_data, cfg["patch"], rng, 0.0, phantom_options, progress)
+    train_cases, val_cases, all_cases = prepare_split(
+        lambda source, is_val: _prepare_cases(source, cfg["patch"], rng, 0.0 if is_val else cfg["roi_jitter_mm"],
+                                              phantom_options, progress),
+        data, val_data, cfg["val_fraction"], cfg["seed"])
     input_cfg = {**DEFAULT_SEGMENTER_INPUT, "patch_size_kji": list(cfg["patch"])}
     parent = read_parent(init_dir)
     windows = parent_windows(parent)
     if windows is not None:  # a pre-trained encoder learnt on its own intensity windows; the new model is fresh
         input_cfg["windows_hu"] = windows
     net, parent_record = build_segmenter_network(cfg.get("arch"), cfg, len(input_cfg["windows_hu"]), init_dir)
-    net = net.to(dev)
+    net = net.to(ctx.device)
     fine_tune = parent is not None and parent.get("kind") == "segmenter"
     cfg["name"] = default_model_name(cfg["arch"], cfg) or cfg["name"]
     cfg["name"], cfg["version"] = model_identity(cfg, parent if fine_tune else None, name, version)
     if parent_record is not None:
         cfg["parent"] = parent_record
+    hooks = _hooks(net, cfg, input_cfg, train_cases, val_cases, ctx.device)
+    return fit(ctx, net, hooks, cfg, train_cases, val_cases, all_cases, rng, t0, out_dir, progress, resume,
+               overwrite, data, phantom_options, val_data is not None)
+
+
+def _hooks(net: torch.nn.Module, cfg: dict[str, Any], input_cfg: dict[str, Any], train_cases: list[SegmenterCase],
+           val_cases: list[SegmenterCase], dev: torch.device) -> TrainingHooks:
     augmenter = SegmenterAugmenter(cfg)
     arch_name = ARCHITECTURE_NAMES[cfg["arch"]]
-    ckpt = Checkpointer(out_dir, ctx, cfg["checkpoint_every"],
-                        fingerprint("segmenter", {"name": arch_name, "params": net.config}, input_cfg, cfg,
-                                    train_cases, val_cases, ctx.world_size), cfg)
-    resumed = ckpt.start(resume, progress)
-    if resumed is not None:  # before DDP wraps the network (it copies rank 0's weights to all ranks)
-        net.load_state_dict(resumed.model)
-    if ctx.enabled:  # each rank samples its own patches; DDP starts every rank from rank 0's weights
-        rng = np.random.default_rng(seed + ctx.rank)
-        torch.manual_seed(seed + ctx.rank)
-    model = wrap_model(net, ctx)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg["weight_decay"])
-    total = max(1, epochs * steps_per_epoch)
-    amp = dev.type == "cuda"
-    loop = LoopState()
-    if resumed is not None:
-        opt.load_state_dict(resumed.optimizer)
-        loop = resumed.loop
-        restore_rng(resumed.rng, rng, dev)
-        t0 = time.time() - loop.elapsed_s
-    for epoch in range(loop.epoch, epochs):
-        model.train()
-        if loop.step_in_epoch == 0:
-            loop.epoch, loop.losses = epoch, []
-        for s in range(loop.step_in_epoch, steps_per_epoch):
-            c = train_cases[int(rng.integers(len(train_cases)))]
-            size = _patch_size(c, cfg["patch"], net.divisor)
-            margin = augmenter.context(size)
-            pairs = [sample_patch(c, size, rng, cfg["fg_fraction"], cfg["bone_fraction"], margin)
-                     for _ in range(batch)]
-            hu = torch.from_numpy(np.stack([p[0] for p in pairs]).astype(np.float32)).to(dev)
-            lab = torch.from_numpy(np.stack([p[1] for p in pairs])).to(dev)
-            hu, lab = augmenter(hu, lab, rng, size)
-            x = torch.stack([segmenter_input(h, input_cfg) for h in hu])
-            for g in opt.param_groups:
-                g["lr"] = lr_at(loop.step, total, lr)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                loss = dice_bce_loss(model(x), lab[:, None].float())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 12.0)
-            opt.step()
-            loop.losses.append(loss.item())
-            loop.step, loop.step_in_epoch = loop.step + 1, s + 1
-            if ckpt.due_after_step(loop):
-                ckpt.save(loop, net, opt, rng, t0)
-        epoch_loss = all_reduce_mean(float(np.mean(loop.losses)))  # mean over ranks (this rank's alone when single)
-        msg = f"epoch {epoch + 1}/{epochs} loss {epoch_loss:.4f}"
-        out_of_time = broadcast_flag(bool(cfg.get("time_budget_s")) and time.time() - t0 > float(cfg["time_budget_s"]))
-        last = epoch + 1 == epochs or out_of_time
-        if ctx.is_main and val_cases and ((epoch + 1) % max(1, val_every) == 0 or last):
-            loop.metrics = validate(net, val_cases, input_cfg, dev)
-            msg += f" val Dice {loop.metrics['val_dice_mean']:.3f} (threshold {loop.metrics['threshold']:.2f})"
-            if loop.best_key is None or loop.metrics["val_dice_mean"] > loop.best_key[0]:
-                loop.best_key = [loop.metrics["val_dice_mean"]]
-                loop.best_metrics = {**loop.metrics, "epoch": epoch + 1}
-                loop.best_state = copy.deepcopy(net.state_dict())
-        loop.metrics["train_loss_last_epoch"] = epoch_loss
-        loop.epoch, loop.step_in_epoch = epoch + 1, 0
-        if ckpt.due_after_epoch() and not last:
-            ckpt.save(loop, net, opt, rng, t0)
-        progress("train", (epoch + 1) / epochs, msg)
-        if out_of_time:  # stop early but keep the best validated weights
-            progress("train", 1.0, f"time budget of {cfg['time_budget_s']} s reached after epoch {epoch + 1}")
-            break
-    metrics = loop.metrics
-    if ctx.enabled and not parameters_in_sync(model):
-        raise RuntimeError("the training processes ended with different weights; check that every rank runs the "
-                           "same IACSeg and PyTorch versions")
-    if not ctx.is_main:  # rank 0 writes the model; the others wait for it and return the same folder
-        barrier()
-        return out_dir
-    final_metrics = {**metrics}
-    threshold = 0.5
-    if loop.best_state is not None and loop.best_metrics is not None:
-        net.load_state_dict(loop.best_state)
-        final_metrics = {**loop.best_metrics, "train_loss_last_epoch": metrics.get("train_loss_last_epoch")}
-        threshold = float(loop.best_metrics["threshold"])
-    net.deep_supervision = False
-    arch_params = dict(net.config)
-    if "deep_supervision" in arch_params:  # saved for inference: one full-resolution output
-        arch_params["deep_supervision"] = False
-    record = training_record(cfg, data, phantom_options, cases if val_data is None else cases + val_cases,
-                             len(train_cases), len(val_cases), t0, dev)
-    record.update(world_size=ctx.world_size, effective_batch=batch * ctx.world_size,
-                  validation="given cases" if val_data is not None else "random split",
-                  augmentation=describe_augmentation(cfg, "segmenter"), steps=loop.step)
-    config = {
-        "name": cfg["name"], "version": cfg["version"], "kind": "segmenter",
-        "architecture": {"name": arch_name, "params": arch_params},
-        "input": input_cfg, "threshold": threshold, "min_hu": CALCIUM_HU,
-        "n_parameters": int(sum(p.numel() for p in net.parameters())),
-        "metrics": final_metrics,
-        "training": record,
-    }
-    title, method = describe_network(cfg["arch"], net)
-    card = model_card(title, config,
-                      "Probability of intracranial ICA calcification per voxel inside the ICA region of an axial "
-                      "non-contrast head CT; thresholded at the calibrated threshold, ≥ 130 HU, single voxels "
-                      "removed.", method)
-    path = save_model(out_dir, net.cpu(), config, card, overwrite=overwrite)
-    ckpt.remove()  # only once the model folder is in place
-    barrier()
-    return path
+
+    def batch(rng: np.random.Generator, loop: LoopState, step_in_epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        c = train_cases[int(rng.integers(len(train_cases)))]
+        size = _patch_size(c, cfg["patch"], net.divisor)
+        margin = augmenter.context(size)
+        pairs = [sample_patch(c, size, rng, cfg["fg_fraction"], cfg["bone_fraction"], margin)
+                 for _ in range(cfg["batch"])]
+        hu = torch.from_numpy(np.stack([p[0] for p in pairs]).astype(np.float32)).to(dev)
+        lab = torch.from_numpy(np.stack([p[1] for p in pairs])).to(dev)
+        hu, lab = augmenter(hu, lab, rng, size)
+        return torch.stack([segmenter_input(h, input_cfg) for h in hu]), lab
+
+    def loss(model: torch.nn.Module, b: tuple[torch.Tensor, torch.Tensor], amp: Any) -> torch.Tensor:
+        x, lab = b
+        with amp():
+            return dice_bce_loss(model(x), lab[:, None].float())
+
+    def model_config(net: torch.nn.Module, metrics: dict[str, Any],
+                     record: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        net.deep_supervision = False
+        arch_params = dict(net.config)
+        if "deep_supervision" in arch_params:  # saved for inference: one full-resolution output
+            arch_params["deep_supervision"] = False
+        config = {
+            "name": cfg["name"], "version": cfg["version"], "kind": "segmenter",
+            "architecture": {"name": arch_name, "params": arch_params},
+            "input": input_cfg, "threshold": float(metrics.get("threshold", DEFAULT_THRESHOLD)), "min_hu": CALCIUM_HU,
+            "n_parameters": int(sum(p.numel() for p in net.parameters())),
+            "metrics": metrics,
+            "training": record,
+        }
+        title, method = describe_network(cfg["arch"], net)
+        card = model_card(title, config,
+                          "Probability of intracranial ICA calcification per voxel inside the ICA region of an axial "
+                          "non-contrast head CT; thresholded at the calibrated threshold, ≥ 130 HU, single voxels "
+                          "removed.", method)
+        return config, card
+
+    return TrainingHooks(
+        kind="segmenter", architecture={"name": arch_name, "params": net.config}, input_cfg=input_cfg,
+        steps_per_epoch=cfg["steps_per_epoch"], clip_norm=12.0, batch=batch, loss=loss,
+        validate=lambda module: validate(module, val_cases, input_cfg, dev),
+        score=lambda m: [m["val_dice_mean"]], higher_is_better=True,
+        describe_validation=lambda m: f" val Dice {m['val_dice_mean']:.3f} (threshold {m['threshold']:.2f})",
+        model_config=model_config)

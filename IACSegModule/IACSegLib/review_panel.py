@@ -21,7 +21,7 @@ import slicer
 from iacseg.core.contracts import LANDMARKS, SEGMENTS
 from iacseg.core.errors import IACSegError
 
-from .models import find_models, model_search_dirs, user_models_dir
+from .model_list import list_models, user_models_dir
 from .parameters import TRAIN_TARGETS, ParameterError, TrainParameters
 from .process import ProcessState, ProgressUpdate
 from .results import LESION_HEADERS, MEASURE_HEADERS, carry_qc, lesion_rows, measure_rows, read_qc
@@ -49,7 +49,7 @@ class ReviewPanel:
         self._shownSlices: dict[str, int] = {}  # what each slice box shows (set by refresh)
         self._dragging = False  # a point is being dragged in a view (PointStart/EndInteractionEvent)
         self._applying = False  # a correction is moving the points: their events are ours
-        self.models = find_models(model_search_dirs(engine_dir), "segmenter")
+        self.models = list_models("segmenter")
         ui.modelComboBox.addItem("bundled demo model")
         for m in self.models:
             ui.modelComboBox.addItem(m.title)

@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from iacseg.batch import BatchCase, discover_cases
+from iacseg.io.cohort import BatchCase, discover_cases
 from iacseg.core.contracts import REPORT_JSON
 from iacseg.core.errors import IACSegError
-from iacseg.outputs.safety import is_result_folder
+from iacseg.core.folder_guard import is_result_folder
 
 from .parameters import DEVICES, ParameterError, SegmentParameters, engine_command, parse_threshold_text
 from .process import EngineError, EngineProcess, ProgressUpdate
-from .results import QC_STATUSES, CaseResult, load_case_result, measure_rows, read_qc
+from .results import QC_STATUSES, ResultView, load_case_result, measure_rows, read_qc
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def parse_batch_args(argv: Sequence[str]) -> BatchOptions:
         raise ParameterError(f"the batch input {options.input} does not exist; give a folder of CTs")
     if options.output.is_file():
         raise ParameterError(f"the batch output {options.output} is a file; give a folder")
-    from iacseg.outputs.safety import check_batch_output
+    from iacseg.core.folder_guard import check_batch_output
 
     try:  # the engine's own rules: never the input folder (or inside it), the current/home folder, or unwritable
         check_batch_output(options.output, [options.input])
@@ -107,7 +107,7 @@ class CaseOutcome:
 
 def run_batch(options: BatchOptions, make_process: Callable[[], EngineProcess], python: str,
               env_update: Mapping[str, str] | None = None,
-              on_loaded: Callable[[BatchCase, CaseResult], None] | None = None,
+              on_loaded: Callable[[BatchCase, ResultView], None] | None = None,
               log: Callable[[str], None] = print) -> list[CaseOutcome]:
     """Segment every case of ``options.input``; a failed case is logged and the batch goes on. `ParameterError`
     (nothing run) when the input has no usable cases or the output folder cannot be made."""

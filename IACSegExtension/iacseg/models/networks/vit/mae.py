@@ -181,7 +181,7 @@ class MAE3D(nn.Module):
 
 
 def build_mae(params: dict[str, Any]) -> MAE3D:
-    """`MAE3D` from its ``config`` dict (registry builder of architecture "MAE3D")."""
+    """`MAE3D` from its ``config`` dict (builder of architecture "MAE3D")."""
     return MAE3D(**params)
 
 

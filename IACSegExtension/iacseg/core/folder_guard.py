@@ -32,11 +32,11 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from .. import __version__
-from ..core.contracts import (LABELS_FILE, LANDMARKS_FILE, PHANTOM_CT_FILE, PHANTOM_DICOM_DIR, REPORT_CSV,
+from .contracts import (LABELS_FILE, LANDMARKS_FILE, PHANTOM_CT_FILE, PHANTOM_DICOM_DIR, REPORT_CSV,
     REPORT_JSON, SEGMENTATION_FILE, TRUTH_JSON, TRUTH_LABELS_FILE, TRUTH_LANDMARKS_FILE)
-from ..core.errors import InputError
+from .errors import InputError
 
-#: Hidden file written into every result folder IACSeg creates; `--overwrite` replaces only such folders.
+#: Hidden file written into every result folder IACSeg creates; overwriting replaces only such folders.
 RESULT_MARKER = ".iacseg-result"
 MARKER_KIND = "iacseg-result"
 #: The contract files every result holds.
@@ -142,23 +142,24 @@ def check_replaceable(out_dir: str | os.PathLike, overwrite: bool,
     defence, repeated just before the atomic rename; the full checks are in `check_output_folder`."""
     out = Path(out_dir)
     if out.is_symlink():
-        raise InputError(f"{noun} {out} is a symbolic link; give the real folder's path or a new folder (-o)")
+        raise InputError(f"{noun} {out} is a symbolic link; give the real folder's path or a new folder",
+                         parameter="output")
     if not out.exists():
         return
     if not out.is_dir():
-        raise InputError(f"output path {out} exists and is not a folder; choose another {noun} (-o)")
+        raise InputError(f"output path {out} exists and is not a folder; choose another {noun}", parameter="output")
     if not _nonempty_dir(out):
         return
     problem = (problem_of or result_folder_problem)(out)
     if not overwrite:
         if problem is None:
-            raise InputError(f"{noun} {out} already exists and is not empty (it holds {ours}); add --overwrite to "
-                             f"replace it, or choose another {noun} (-o)")
-        raise InputError(f"{noun} {out} already exists and is not empty ({problem}); choose another {noun} (-o) — "
-                         f"--overwrite replaces only {ours_plural}")
+            raise InputError(f"{noun} {out} already exists and is not empty (it holds {ours}); allow overwriting "
+                             f"to replace it, or choose another {noun}", parameter="overwrite")
+        raise InputError(f"{noun} {out} already exists and is not empty ({problem}); choose another {noun} — "
+                         f"overwriting replaces only {ours_plural}", parameter="output")
     if problem is not None:
-        raise InputError(f"{noun} {out} is not {ours}: {problem}; --overwrite replaces only {ours_plural}, so "
-                         f"choose a new {noun} (-o) — nothing was changed")
+        raise InputError(f"{noun} {out} is not {ours}: {problem}; overwriting replaces only {ours_plural}, so "
+                         f"choose a new {noun} — nothing was changed", parameter="output")
 
 
 # --- where the output may not be -------------------------------------------------------------------------------
@@ -216,7 +217,7 @@ def _protected_places() -> list[tuple[Path, str]]:
     return places
 
 
-_SUGGESTION = "a new folder such as -o iacseg-results/case1"
+_SUGGESTION = "a new folder such as iacseg-results/case1"
 
 
 def check_location(out_dir: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()) -> None:
@@ -229,13 +230,14 @@ def check_location(out_dir: str | os.PathLike, inputs: Iterable[str | os.PathLik
     out_real = _real(out)
     out_stat = _stat(out_real) if out.exists() else None
     if out_real == Path(out_real.anchor):
-        raise InputError(f"output folder {out} is the root folder {out_real.anchor}; give {_SUGGESTION}")
+        raise InputError(f"output folder {out} is the root folder {out_real.anchor}; give {_SUGGESTION}",
+                         parameter="output")
     for place, what in _protected_places():
         overlap = _is_or_contains(out_real, out_stat, place)
         if overlap:
             where = what if overlap == "is" else f"a folder above {what} ({place})"
             raise InputError(f"output folder {out} is {where}; IACSeg writes its result as a folder of its own — "
-                             f"give {_SUGGESTION}")
+                             f"give {_SUGGESTION}", parameter="output")
     for raw in inputs:
         if raw is None or str(raw) == "":
             continue
@@ -246,17 +248,17 @@ def check_location(out_dir: str | os.PathLike, inputs: Iterable[str | os.PathLik
             overlap = _is_or_contains(out_real, out_stat, source)
             if overlap:
                 raise InputError(f"output folder {out} {overlap} the input {source}; choose an output folder "
-                                 f"outside the input (e.g. beside it) — nothing was changed")
+                                 f"outside the input (e.g. beside it) — nothing was changed", parameter="output")
             if _lies_inside(out_real, source):
                 raise InputError(f"output folder {out} lies inside the input folder {source}; choose an output "
-                                 f"folder outside the input (e.g. beside it)")
+                                 f"folder outside the input (e.g. beside it)", parameter="output")
         else:  # a file: its folder (and the folder of the file a link points to) may not be replaced
             for folder in dict.fromkeys((source.parent, _real(source).parent)):
                 overlap = _is_or_contains(out_real, out_stat, folder)
                 if overlap:
                     raise InputError(f"output folder {out} {overlap} the folder of the input {source}; give a new "
-                                     f"folder for the result, e.g. -o {folder / 'iacseg-result'} — nothing was "
-                                     f"changed")
+                                     f"folder for the result, e.g. {folder / 'iacseg-result'} — nothing was "
+                                     f"changed", parameter="output")
 
 
 # --- name length, writability, free space ----------------------------------------------------------------------
@@ -298,12 +300,12 @@ def check_name_length(out_dir: str | os.PathLike) -> None:
             shown = part if len(part) <= 40 else part[:37] + "…"
             raise InputError(f"output folder name {shown!r} is {size} bytes long; this file system allows "
                              f"{name_max} bytes per name and IACSeg needs {TEMP_NAME_EXTRA} for temporary names — "
-                             f"choose a shorter output folder (-o)")
+                             f"choose a shorter output folder", parameter="output")
     size = len(os.fsencode(str(out))) + TEMP_NAME_EXTRA + 1 + INNER_NAME_ROOM
     if size >= path_max:
         allowed = path_max - TEMP_NAME_EXTRA - INNER_NAME_ROOM - 2
         raise InputError(f"output path {_abbreviated(out)} is too long ({len(os.fsencode(str(out)))} bytes; at most "
-                         f"{allowed} here) — choose a shorter output folder (-o)")
+                         f"{allowed} here) — choose a shorter output folder", parameter="output")
 
 
 def check_writable(out_dir: str | os.PathLike) -> Path:
@@ -313,7 +315,7 @@ def check_writable(out_dir: str | os.PathLike) -> Path:
     reason = None
     if not base.is_dir():
         raise InputError(f"cannot create output folder {out}: {base} is a file, not a folder; "
-                         f"choose another output folder (-o)")
+                         f"choose another output folder", parameter="output")
     if not os.access(base, os.W_OK | os.X_OK):
         reason = "permission denied"
     else:
@@ -324,7 +326,7 @@ def check_writable(out_dir: str | os.PathLike) -> Path:
             reason = "read-only file system" if exc.errno == errno.EROFS else (exc.strerror or str(exc)).lower()
     if reason is not None:
         raise InputError(f"cannot write the output folder {out}: {base} is not writable ({reason}); choose an "
-                         f"output folder (-o) where you can write")
+                         f"output folder where you can write", parameter="output")
     return base
 
 
@@ -378,7 +380,7 @@ def check_free_space(base: str | os.PathLike, needed_bytes: int, out_dir: str | 
     if free < needed_bytes:
         raise InputError(f"not enough free space for the output folder {out_dir}: {free / MIB:.0f} MB free on its "
                          f"drive, about {needed_bytes / MIB:.0f} MB needed; free some space or choose another "
-                         f"output folder (-o)")
+                         f"output folder", parameter="output")
 
 
 def check_output_folder(out_dir: str | os.PathLike | None, *, inputs: Iterable[str | os.PathLike | None] = (),
@@ -389,7 +391,8 @@ def check_output_folder(out_dir: str | os.PathLike | None, *, inputs: Iterable[s
     estimate (default: from the first input, `estimate_output_bytes`). Raises `InputError` with one line naming
     the folder and what to do; nothing is created or changed."""
     if out_dir is None or not str(out_dir).strip():
-        raise InputError("the output folder (-o) is empty; give the name of a new folder, e.g. -o iacseg-results/case1")
+        raise InputError("the output folder is empty; give the name of a new folder, e.g. iacseg-results/case1",
+                         parameter="output")
     inputs = [p for p in inputs if p is not None and str(p) != ""]
     out = Path(out_dir)
     check_name_length(out)  # first: the file system refuses even to look up a name that is too long
@@ -406,14 +409,15 @@ def check_batch_output(out_dir: str | os.PathLike | None, inputs: Iterable[str |
     """Checks on a batch's output folder (which holds one result folder per case and ``summary.csv``): the
     location rules of `check_location` against every batch input, name length and writability."""
     if out_dir is None or not str(out_dir).strip():
-        raise InputError("the batch output folder (-o) is empty; give the name of a folder, e.g. -o iacseg-results")
+        raise InputError("the batch output folder is empty; give the name of a folder, e.g. iacseg-results",
+                         parameter="output")
     out = Path(out_dir)
     check_name_length(out / ("x" * 8))  # room for the case folders and summary.csv's temporary name
     check_location(out, list(inputs))
     if out.is_symlink() and not out.is_dir():
-        raise InputError(f"batch output folder {out} is a broken symbolic link; give a folder")
+        raise InputError(f"batch output folder {out} is a broken symbolic link; give a folder", parameter="output")
     if out.exists() and not out.is_dir():
-        raise InputError(f"batch output {out} is a file; give a folder")
+        raise InputError(f"batch output {out} is a file; give a folder", parameter="output")
     check_writable(out / "x")  # into OUT when it exists, else where OUT will be created
     return out
 
@@ -453,21 +457,23 @@ def check_phantom_output(out_dir: str | os.PathLike | None, case_names: Iterable
     name length; writable), and each case folder must be absent, empty or a previous phantom
     (`phantom_folder_problem`) — never a user's folder."""
     if out_dir is None or not str(out_dir).strip():
-        raise InputError("the phantom output folder (-o) is empty; give the name of a folder, e.g. -o phantoms")
+        raise InputError("the phantom output folder is empty; give the name of a folder, e.g. phantoms",
+                         parameter="output")
     out = check_batch_output(out_dir, ())
     for name in case_names:
         case = check_case_name(name, out)
         if case.is_symlink():
-            raise InputError(f"{case} is a symbolic link; choose another output folder (-o) — nothing was changed")
+            raise InputError(f"{case} is a symbolic link; choose another output folder — nothing was changed",
+                             parameter="output")
         if not case.exists():
             continue
         if not case.is_dir():
-            raise InputError(f"{case} exists and is not a folder; choose another output folder (-o) or another "
-                             "--seed — nothing was changed")
+            raise InputError(f"{case} exists and is not a folder; choose another output folder or another "
+                             "seed — nothing was changed", parameter="output")
         problem = phantom_folder_problem(case) if _nonempty_dir(case) else None
         if problem is not None:
             raise InputError(f"{case} already exists and {problem}; IACSeg replaces only its own phantoms — choose "
-                             "another output folder (-o) or another --seed; nothing was changed")
+                             "another output folder or another seed; nothing was changed", parameter="output")
     return out
 
 

@@ -53,13 +53,11 @@ be multiples. ``forward(x, residuals=…)`` accepts precomputed (or zeroed, for 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from ..core.errors import InputError
 from .grcsf_blocks import DoubleConv, GlobalCompensationUnit, RegionalCompensationUnit
 from .unet import stride_product
 from .vit.mae import MAE3D, residual_maps
@@ -190,31 +188,8 @@ class GRCSF(nn.Module):
 
 
 def build_grcsf(params: dict[str, Any]) -> GRCSF:
-    """`GRCSF` from its ``config`` dict (registry builder of architecture "GRCSF"); ``params["mae"]`` holds the
+    """`GRCSF` from its ``config`` dict (builder of architecture "GRCSF"); ``params["mae"]`` holds the
     MAE3D parameters (its weights come with the GRCSF state dict)."""
     if "mae" not in params:
         raise TypeError("GRCSF parameters need 'mae' (the MAE3D configuration that makes the residual maps)")
     return GRCSF(**params)
-
-
-def grcsf_from_mae(mae_dir: str | Path, **params: Any) -> GRCSF:
-    """A fresh `GRCSF` whose frozen MAE is the pre-trained MAE of model folder ``mae_dir`` (kind "mae", from
-    ``iacseg pretrain mae``). ``params``: other `GRCSF` parameters (features, strides, repeats, rcu_levels, …;
-    not ``mae``). The U-Net++ and compensation units start untrained. Raises `InputError` when the folder is not
-    an MAE or its channels do not match ``in_channels``."""
-    from .registry import load_state, read_config
-
-    config = read_config(mae_dir)
-    if config.get("kind") != MAE_KIND or (config.get("architecture") or {}).get("name") != "MAE3D":
-        raise InputError(f"{mae_dir} is a {config.get('kind')!r} model, not a masked autoencoder; GRCSF needs the "
-                         f"model folder of `iacseg pretrain mae` for its residual maps")
-    if "mae" in params:
-        raise TypeError("grcsf_from_mae takes the MAE configuration from the folder; do not pass 'mae'")
-    mae_params = dict(config["architecture"]["params"])
-    if params.get("in_channels") not in (None, mae_params.get("in_channels")):
-        raise InputError(f"the MAE in {mae_dir} reads {mae_params.get('in_channels')} intensity channels, not "
-                         f"{params['in_channels']}; train GRCSF with the MAE's intensity windows")
-    net = GRCSF(mae_params, **params)
-    net.mae.load_state_dict(load_state(mae_dir), strict=True)
-    net.mae.requires_grad_(False)
-    return net

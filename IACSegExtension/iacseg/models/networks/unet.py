@@ -131,7 +131,7 @@ class ResEncEncoder(nn.Module):
 
     Built from the same parameters as the U-Net, its state-dict keys (``stem.*``, ``encoder.*``) are exactly the
     U-Net's encoder keys, so its weights load into a `ResEncUNet` of that configuration (see
-    `iacseg.train.pretrain_desd.load_encoder_weights`). ``forward`` returns every stage's output, finest first.
+    `iacseg.train.networks.load_encoder_weights`). ``forward`` returns every stage's output, finest first.
     ``deep_supervision`` is accepted (and ignored) so a U-Net's stored parameters build it unchanged.
     """
 

@@ -82,5 +82,5 @@ def mae_segmenter_params(mae_params: dict[str, Any], decoder: str = "unetr",
 
 
 def build_vit_segmenter(params: dict[str, Any]) -> ViTSegmenter:
-    """`ViTSegmenter` from its ``config`` dict (registry builder of architecture "ViTSegmenter")."""
+    """`ViTSegmenter` from its ``config`` dict (builder of architecture "ViTSegmenter")."""
     return ViTSegmenter(**params)

@@ -2,10 +2,13 @@
 
     Slicer --no-main-window --python-script <path>/batch.py -- --input CASES --output RESULTS [--model M]
            [--landmark-model M] [--device auto|cpu|cuda] [--threshold auto|X] [--overwrite] [--no-slicer-files]
+           [--read-workers N] [--prefetch N] [--write-workers N]
 
-Each case gets RESULTS/<case>/ with the engine's contract files, plus slicer_calcifications.seg.nrrd and
-slicer_landmarks.mrk.json saved by Slicer. Progress is printed, each case with its QC status (ok, review,
-unusable), and a summary line counts them; the exit code is 0 when every case succeeded, 1 when a case failed
+One engine process (``iacseg batch``: models loaded once, CTs read ahead, results written behind) segments every
+case; each case gets RESULTS/<case>/ with the engine's contract files, plus slicer_calcifications.seg.nrrd and
+slicer_landmarks.mrk.json saved by Slicer as soon as the engine has finished it, and RESULTS/summary.csv is the
+engine's table of all cases. Progress is printed, each case with its QC status (ok, review, unusable) and the
+batch's status (cases done, CT/s, time left, failures), and a summary line counts them; the exit code is 0 when every case succeeded, 1 when a case failed
 (or the run stopped on an unexpected error, printed), 2 for unusable arguments or inputs. Slicer always exits at the
 end: ``--python-script`` alone would leave it running after an uncaught error.
 """

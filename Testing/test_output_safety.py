@@ -167,7 +167,7 @@ def test_batch_never_touches_a_users_folder_with_a_case_name(tmp_path, capsys, r
     (out / "c1" / "mine.txt").write_text("my own analysis")
     for overwrite in ([], ["--overwrite"]):
         capsys.readouterr()
-        assert main(["batch", str(cases), "-o", str(out), "--progress", "none", *overwrite]) == 1
+        assert main(["batch", str(cases), "-o", str(out), "--progress", "none", "--read-workers", "0", *overwrite]) == 1
         err = capsys.readouterr().err
         line = next(x for x in err.splitlines() if x.startswith("batch: c1 failed"))
         assert str(out / "c1") in line and "left untouched" in line and "mine.txt" in line
@@ -189,7 +189,8 @@ def test_batch_skips_its_own_results_and_replaces_them_only_with_overwrite(tmp_p
     before = _snapshot(out / "c1")
     assert main(["batch", str(cases), "-o", str(out), "--progress", "none"]) == 0
     assert "1 skipped" in capsys.readouterr().err and reader_calls == [] and _snapshot(out / "c1") == before
-    assert main(["batch", str(cases), "-o", str(out), "--progress", "none", "--overwrite"]) == 1
+    assert main(["batch", str(cases), "-o", str(out), "--progress", "none", "--overwrite",
+                 "--read-workers", "0"]) == 1  # the fake reader is in this process
     assert reader_calls == [cases / "c1" / "ct.nii.gz"]  # with --overwrite the case is segmented again
     assert _snapshot(out / "c1") == before  # (here the fake reader fails: the previous result is kept whole)
 

@@ -59,6 +59,7 @@ def test_every_case_done_exit_0_with_slicers_files(slicer_env, cases, tmp_path) 
     run = slicer_batch("--input", str(cases), "--output", str(tmp_path / "out"), "--device", "cpu")
     assert run.returncode == 0, run.stdout + run.stderr
     assert "[1/1 phantom_70101] done in" in run.stdout
+    assert (tmp_path / "out" / "summary.csv").is_file()  # the engine batch's table
     assert "IACSeg batch: 1 done, 0 skipped, 0 failed" in run.stdout
     folder = tmp_path / "out" / "phantom_70101"
     for name in (LABELS_FILE, SEGMENTATION_FILE, REPORT_JSON, *SLICER_FILES):
@@ -77,18 +78,37 @@ def test_every_case_done_exit_0_with_slicers_files(slicer_env, cases, tmp_path) 
     # a second run finds the results there: skipped, still exit 0
     again = slicer_batch("--input", str(cases), "--output", str(tmp_path / "out"))
     assert again.returncode == 0 and "IACSeg batch: 0 done, 1 skipped, 0 failed" in again.stdout
+    assert "[1/1 phantom_70101] skipped: results already in" in again.stdout
 
 
-def test_a_failed_case_exit_1_and_the_batch_goes_on(cases, tmp_path) -> None:
+def test_one_engine_for_all_cases_a_failed_case_exit_1_and_the_batch_goes_on(cases, tmp_path) -> None:
+    """One ``iacseg batch`` process serves every case (models loaded once); the case it cannot read fails, the other
+    is loaded into Slicer and saved, and the engine's ``summary.csv`` lists both."""
     inputs = tmp_path / "cases"
     inputs.mkdir()
     (inputs / "phantom_70101").symlink_to(cases / "phantom_70101", target_is_directory=True)
     (inputs / "broken.nii.gz").write_bytes(b"not an image")
-    run = slicer_batch("--input", str(inputs), "--output", str(tmp_path / "out"), "--device", "cpu")
+    script = patched_batch(tmp_path, """
+        from IACSegLib.process import EngineProcess
+        run = EngineProcess.run
+        def counted(self, args, *rest, **kwargs):
+            print("(test) engine run:", " ".join(args[2:4]), flush=True)
+            return run(self, args, *rest, **kwargs)
+        EngineProcess.run = counted
+    """)
+    run = slicer_batch("--input", str(inputs), "--output", str(tmp_path / "out"), "--device", "cpu",
+                       "--read-workers", "0", script=script)
     assert run.returncode == 1, run.stdout + run.stderr
+    assert run.stdout.count("(test) engine run:") == 1 and "(test) engine run: iacseg batch" in run.stdout
     assert "[1/2 broken] failed:" in run.stdout and "[2/2 phantom_70101] done in" in run.stdout
+    assert "batch: 2/2 cases (1 done, 0 skipped, 1 failed)" in run.stdout and "CT/s" in run.stdout
     assert "IACSeg batch: 1 done, 0 skipped, 1 failed" in run.stdout
     assert (tmp_path / "out" / "phantom_70101" / SLICER_FILES[0]).is_file()
+    import csv
+
+    with open(tmp_path / "out" / "summary.csv", newline="") as f:
+        assert sorted((row["case"], row["status"]) for row in csv.DictReader(f)) == [
+            ("broken", "failed"), ("phantom_70101", "done")]
 
 
 def test_a_case_slicer_cannot_load_fails_alone_exit_1(cases, tmp_path) -> None:

@@ -68,6 +68,32 @@ def _describe(model: Any) -> dict[str, str]:
     return {"name": model.name, "version": model.version, "sha256": model.sha256}
 
 
+@dataclass
+class LoadedModels:
+    """Both models of a run, loaded once on ``device`` (a batch reuses them for every case)."""
+
+    segmenter: Any
+    localiser: Any
+    device: Any
+
+
+def load_models(options: SegmentOptions) -> LoadedModels:
+    """The segmenter (or a user's nnU-Net model) and the landmark localiser of ``options`` on its device."""
+    from .core.device import resolve_device
+    from .models.defaults import resolve_model
+    from .models.localiser import LandmarkLocaliser
+    from .models.nnunet_adapter import NnUNetSegmenter, is_nnunet_spec
+    from .models.segmenter import CalcificationSegmenter
+
+    device = resolve_device(options.device)
+    if is_nnunet_spec(options.segmenter):  # a user's nnU-Net v2 model folder (optional extra [nnunet])
+        segmenter: Any = NnUNetSegmenter.from_spec(str(options.segmenter), device=device)
+    else:
+        segmenter = CalcificationSegmenter.load(resolve_model(options.segmenter, "segmenter"), device=device)
+    localiser = LandmarkLocaliser.load(resolve_model(options.landmark_model, "landmarks"), device=device)
+    return LoadedModels(segmenter, localiser, device)
+
+
 def probability_on_ct_grid(prob_axial: np.ndarray, axial: Grid, ct: Grid, device: Any = None) -> np.ndarray:
     """Bring a probability map from the axial working grid back onto the CT grid.
 
@@ -76,6 +102,18 @@ def probability_on_ct_grid(prob_axial: np.ndarray, axial: Grid, ct: Grid, device
     from .preprocess import resample_to_grid
 
     return resample_to_grid(prob_axial, axial, ct, order=1, fill=0.0, device=device).astype(np.float32)
+
+
+def probability_in_ct_box(prob_axial: np.ndarray, roi: tuple[slice, slice, slice], axial: Grid, ct: Grid,
+                          device: Any = None) -> tuple[tuple[slice, slice, slice], np.ndarray]:
+    """``(box, values)``: the probability on the CT grid, only in the CT-grid ``box`` (``[k, j, i]`` slices) that
+    the ICA region ``roi`` (where ``prob_axial`` may be nonzero) reaches with one voxel of interpolation support;
+    it is 0 elsewhere. Voxel for voxel what `probability_on_ct_grid` gives there, at the cost of the box only.
+    """
+    from .preprocess import resample_box
+
+    support = tuple(slice(*s.indices(n)[:2]) for s, n in zip(roi, prob_axial.shape))
+    return resample_box(prob_axial, axial, ct, order=1, fill=0.0, support=support, device=device)
 
 
 def _quality(vol: CTVolume, axial: CTVolume, head: Any, plane: MidsagittalPlane, landmarks: dict[str, Landmark],
@@ -105,34 +143,26 @@ def check_models(options: SegmentOptions) -> None:
 
 
 def segment_volume(vol: CTVolume, options: SegmentOptions, progress: Progress = no_progress,
+                   models: LoadedModels | None = None,
                    ) -> tuple[np.ndarray, dict[str, Landmark], MidsagittalPlane, dict[str, Any]]:
     """Run preprocessing, both models, thresholding and mapping on an already-read CT.
 
     Returns ``(labels uint8 [k,j,i] on vol.grid, landmarks, midsagittal plane, info)`` where ``info`` holds
     timings, model descriptions, the threshold used, warnings, the quality control (``info["qc"]``,
     `iacseg.quality.QualityControl`) and the bone prior of the landmarks. Raises `InputError` only for input that
-    cannot be processed at all (no head, a body CT); the landmarks are always in anatomical order.
+    cannot be processed at all (no head, a body CT); the landmarks are always in anatomical order. ``models``:
+    already loaded models (`load_models`; a batch loads them once), else they are loaded here.
     """
     from .mapping import segment_labels
-    from .models.segmenter import CalcificationSegmenter
-    from .models.localiser import LandmarkLocaliser
-    from .models.nnunet_adapter import NnUNetSegmenter, is_nnunet_spec
     from .models.postprocess import calcium_mask
-    from .models.defaults import resolve_model
     from .preprocess import (analyse_head, ica_region, landmark_prior, midsagittal_plane, outside_ica_corridor,
         to_axial_lps)
-    from .core.device import resolve_device
     from .quality import refuse_unprocessable
 
     threshold = parse_threshold(options.threshold)
     watch = _Stopwatch()
-    device = resolve_device(options.device)
-    lm_dir = resolve_model(options.landmark_model, "landmarks")
-    if is_nnunet_spec(options.segmenter):  # a user's nnU-Net v2 model folder (optional extra [nnunet])
-        segmenter: Any = NnUNetSegmenter.from_spec(str(options.segmenter), device=device)
-    else:
-        segmenter = CalcificationSegmenter.load(resolve_model(options.segmenter, "segmenter"), device=device)
-    localiser = LandmarkLocaliser.load(lm_dir, device=device)
+    models = models or load_models(options)
+    segmenter, localiser, device = models.segmenter, models.localiser, models.device
     watch.lap("load_models")
 
     progress("preprocess", 0.0, "orienting to LPS")
@@ -160,9 +190,13 @@ def segment_volume(vol: CTVolume, options: SegmentOptions, progress: Progress = 
         # the probability is 0 outside the ICA region, so only that box can hold calcium
         mask = np.zeros(vol.hu.shape, dtype=bool)
         mask[roi] = calcium_mask(prob[roi], vol.hu[roi], thr, min_hu=CALCIUM_HU)
-    else:
-        prob_ct = probability_on_ct_grid(prob, axial.grid, vol.grid, device=device)
-        mask = calcium_mask(prob_ct, vol.hu, thr, min_hu=CALCIUM_HU)
+    else:  # tilted/oblique/permuted CT grid: resample and threshold only the CT-grid box the ICA region reaches
+        box, prob_box = probability_in_ct_box(prob, roi, axial.grid, vol.grid, device=device)
+        mask = np.zeros(vol.hu.shape, dtype=bool)
+        mask[box] = calcium_mask(prob_box, vol.hu[box], thr, min_hu=CALCIUM_HU)
+        if options.keep_probability:
+            prob_ct = np.zeros(vol.hu.shape, dtype=np.float32)
+            prob_ct[box] = prob_box
     heights = landmark_heights(landmarks)
     outside = outside_ica_corridor(mask, vol.grid, plane, heights)
     for where in outside.values():
@@ -193,37 +227,60 @@ def segment_volume(vol: CTVolume, options: SegmentOptions, progress: Progress = 
 
 
 def segment_case(input_path: str | Path, out_dir: str | Path, options: SegmentOptions | None = None,
-                 progress: Progress = no_progress) -> CaseResult:
+                 progress: Progress = no_progress, models: LoadedModels | None = None) -> CaseResult:
     """Segment one CT and write the contract outputs to ``out_dir`` (atomically).
 
     The output folder is checked first (`iacseg.core.folder_guard.check_output_folder`: not the input's folder,
     not a user's folder, writable, room, name length), so a bad ``out_dir`` fails before any computation.
-    Nothing is written when anything fails: the output folder appears only complete.
+    Nothing is written when anything fails: the output folder appears only complete. ``models``: already loaded
+    models (`load_models`); a batch (`iacseg.batch`) runs the same three steps (read, `analyse_case`,
+    `write_case`) with the reading and writing overlapped with the next case's computation.
     """
-    from .io import read_ct
-    from .measure import measure_case
-    from .outputs import build_report, write_case_outputs
     from .core.folder_guard import check_output_folder
-    from .quality import apply_assessability
+    from .io import read_ct
 
     options = options or SegmentOptions()
     # before anything is read or computed: never an input, the current/home folder or a user's folder; room to write
     out_dir = check_output_folder(out_dir, inputs=[input_path], overwrite=options.overwrite)
-    check_models(options)
+    if models is None:
+        check_models(options)
     t0 = time.perf_counter()
     progress("read", 0.0, f"reading {Path(input_path).name}")
     vol = read_ct(input_path, series_uid=options.series_uid, allow_gaps=options.allow_gaps)
-    read_s = time.perf_counter() - t0
+    analysis = analyse_case(vol, input_path, options, progress, models, read_s=time.perf_counter() - t0)
+    return write_case(analysis, out_dir, options, progress)
 
-    labels, landmarks, plane, info = segment_volume(vol, options, progress)
+
+@dataclass
+class CaseAnalysis:
+    """Everything of one case but its files: what `write_case` writes."""
+
+    input_path: Path
+    vol: CTVolume
+    labels: np.ndarray
+    landmarks: dict[str, Landmark]
+    plane: MidsagittalPlane
+    report: dict[str, Any]
+    qc: Any
+    started: float  # time.perf_counter() when its work began (reading included)
+
+
+def analyse_case(vol: CTVolume, input_path: str | Path, options: SegmentOptions, progress: Progress = no_progress,
+                 models: LoadedModels | None = None, read_s: float = 0.0) -> CaseAnalysis:
+    """Models, mapping, quality control, measures and the report of a CT already read (``read_s``: how long
+    reading took, for the report's timings)."""
+    from .measure import measure_case
+    from .outputs import build_report
+    from .quality import apply_assessability
+
+    t0 = time.perf_counter() - read_s
+    labels, landmarks, plane, info = segment_volume(vol, options, progress, models)
 
     progress("measure", 0.0, "volumes and scores")
     t1 = time.perf_counter()
     measures = measure_case(labels, vol.hu, vol.grid, risk_cutpoints_mm3=options.risk_cutpoints_mm3)
     apply_assessability(measures, info["qc"])
     info["timings_s"] = {"read": round(read_s, 3), **info["timings_s"], "measure": round(time.perf_counter() - t1, 3)}
-
-    progress("write", 0.0, "writing outputs")
     timings = {**info["timings_s"], "total_before_write": round(time.perf_counter() - t0, 3)}
     report = build_report(measures=measures, landmarks=landmarks, plane=plane, models=info["models"],
                           timings=timings, warnings=info["warnings"], acquisition=vol.metadata, grid=vol.grid,
@@ -232,10 +289,21 @@ def segment_case(input_path: str | Path, out_dir: str | Path, options: SegmentOp
                                  "roi_kji": info["roi_kji"], "outside_ica_voxels": info["outside_ica_voxels"],
                                  "device": info["device"],
                                  "qc": info["qc"].to_dict(), "landmark_prior": info["landmark_prior"]})
+    return CaseAnalysis(Path(input_path), vol, labels, landmarks, plane, report, info["qc"], t0)
+
+
+def write_case(analysis: CaseAnalysis, out_dir: str | Path, options: SegmentOptions,
+               progress: Progress = no_progress) -> CaseResult:
+    """Write the five contract files of ``analysis`` into ``out_dir`` atomically; the report gets its write and
+    total times."""
+    from .outputs import write_case_outputs
+
+    a = analysis
+    progress("write", 0.0, "writing outputs")
     t2 = time.perf_counter()
-    write_case_outputs(out_dir, labels=labels, grid=vol.grid, landmarks=landmarks, report=report,
-                       overwrite=options.overwrite, hu=vol.hu if options.overview_png else None)
-    report["timings_s"]["write"] = round(time.perf_counter() - t2, 3)
-    report["timings_s"]["total"] = round(time.perf_counter() - t0, 3)
+    write_case_outputs(Path(out_dir), labels=a.labels, grid=a.vol.grid, landmarks=a.landmarks, report=a.report,
+                       overwrite=options.overwrite, hu=a.vol.hu if options.overview_png else None)
+    a.report["timings_s"]["write"] = round(time.perf_counter() - t2, 3)
+    a.report["timings_s"]["total"] = round(time.perf_counter() - a.started, 3)
     progress("done", 1.0, f"wrote {out_dir}")
-    return CaseResult(out_dir, report, labels, vol.grid, landmarks, plane, report["warnings"], info["qc"])
+    return CaseResult(Path(out_dir), a.report, a.labels, a.vol.grid, a.landmarks, a.plane, a.report["warnings"], a.qc)

@@ -2,7 +2,8 @@
 
 The Slicer parameter node stores the user's choices; these dataclasses are what crosses the process
 boundary: `SegmentParameters.as_arg_list()` is exactly the argument list of
-``iacseg segment INPUT -o OUT …`` (docs/DESIGN.md, "Contracts").
+``iacseg segment INPUT -o OUT …`` (docs/DESIGN.md, "Contracts"), `BatchParameters.as_arg_list()` that of
+``iacseg batch INPUT -o OUT …``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Sequence
 
 DEVICES = ("auto", "cpu", "cuda")
 TRAIN_TARGETS = ("segmenter", "landmarks")
+MAX_WORKERS = 64  # the engine's bound for --read-workers, --prefetch and --write-workers
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -72,6 +74,44 @@ class SegmentParameters:
             args += ["--landmark-model", str(self.landmark_model)]
         if self.overwrite:
             args.append("--overwrite")
+        return args
+
+
+@dataclass(frozen=True)
+class BatchParameters:
+    """One ``iacseg batch INPUT -o OUT`` run (the headless batch): every case of ``input_path`` into
+    ``output_dir/<case>/`` plus ``output_dir/summary.csv``, the models loaded once. Model, device, threshold and
+    overwrite as in `SegmentParameters`; ``read_workers`` / ``prefetch`` / ``write_workers``: the engine's streaming
+    (None = the engine's default)."""
+
+    input_path: Path
+    output_dir: Path
+    model: str | None = None
+    landmark_model: str | None = None
+    device: str = "auto"
+    threshold: float | None = None
+    overwrite: bool = False
+    read_workers: int | None = None
+    prefetch: int | None = None
+    write_workers: int | None = None
+
+    def validate(self, check_paths: bool = True) -> None:
+        SegmentParameters(self.input_path, self.output_dir, self.model, self.landmark_model, self.device,
+                          self.threshold, self.overwrite).validate(check_paths)
+        for name, low in (("read_workers", 0), ("prefetch", 1), ("write_workers", 0)):
+            value = getattr(self, name)
+            if value is not None and not low <= value <= MAX_WORKERS:
+                raise ParameterError(f"{name.replace('_', ' ')} must be from {low} to {MAX_WORKERS}, not {value}")
+
+    def as_arg_list(self) -> list[str]:
+        """``iacseg`` arguments (without the program): ``batch INPUT -o OUT --progress jsonl --device D …``."""
+        self.validate(check_paths=False)
+        segment = SegmentParameters(self.input_path, self.output_dir, self.model, self.landmark_model, self.device,
+                                    self.threshold, self.overwrite).as_arg_list()
+        args = ["batch", *segment[1:]]
+        for name in ("read_workers", "prefetch", "write_workers"):
+            if getattr(self, name) is not None:
+                args += [f"--{name.replace('_', '-')}", str(int(getattr(self, name)))]
         return args
 
 

@@ -81,13 +81,23 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 def cmd_batch(args: argparse.Namespace) -> int:
     from ..batch import parse_shard, run_batch
+    from ..batch.ranks import run_ranked, torchrun_world
 
     options = options_from_args(args, overwrite=args.overwrite)
     failures: list[str] = []
     progress, close = make_progress(args.progress, desc="batch ")
+    def status_line(status: dict) -> None:  # jsonl: one structured line per finished case, beside the stages
+        print(json.dumps({"stage": "batch_status", **status}), flush=True)
+
+    on_status = status_line if args.progress == "jsonl" else None
+    run = dict(progress=progress, on_status=on_status, read_workers=args.read_workers,
+               write_workers=args.write_workers, prefetch=args.prefetch,
+               on_failure=lambda case, message: failures.append(f"batch: {case} failed: {message}"))
     try:
-        counts = run_batch(args.inputs, args.output, options, shard=parse_shard(args.shard), progress=progress,
-                           on_failure=lambda case, message: failures.append(f"batch: {case} failed: {message}"))
+        if torchrun_world() is not None:  # started by torchrun: this process is one rank
+            counts = run_ranked(args.inputs, args.output, options, **run)
+        else:
+            counts = run_batch(args.inputs, args.output, options, shard=parse_shard(args.shard), **run)
     finally:
         close()
     for line in failures:  # after the progress bar is closed: one line per failed case
@@ -95,6 +105,20 @@ def cmd_batch(args: argparse.Namespace) -> int:
     print(f"batch: {counts['done']} done, {counts['skipped']} skipped (already finished), "
           f"{counts['failed']} failed — see {Path(args.output) / 'summary.csv'}", file=sys.stderr)
     return 1 if counts["failed"] else 0
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"{text} is not a count from 0 to 64")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"{text} is not a count from 1 to 64")
+    return value
 
 
 def cmd_relabel(args: argparse.Namespace) -> int:
@@ -154,6 +178,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="segment again cases that already have an IACSeg result (replaces only those folders)")
     p.add_argument("--overview", action="store_true", help="also write overview.png per case")
+    p.add_argument("--read-workers", type=_count, default=1,
+                   help="processes reading CTs ahead while the current one is computed (0: read in turn; default 1)")
+    p.add_argument("--prefetch", type=_positive, default=2, help="CTs read ahead at most (memory bound; default 2)")
+    p.add_argument("--write-workers", type=_count, default=1,
+                   help="threads writing finished cases while the next is computed (0: write in turn; default 1)")
     add_model_options(p)
     p.set_defaults(func=cmd_batch)
 

@@ -16,6 +16,9 @@ class IACSegError(Exception):
         #: The library parameter the error is about (e.g. ``"threshold"``, ``"device"``, ``"output"``), or None.
         self.parameter = parameter
 
+    def __reduce__(self):  # keep ``parameter`` when the error crosses a process boundary (batch readers)
+        return (self.__class__, self.args, {"parameter": self.parameter})
+
 
 class InputError(IACSegError):
     """The user's input (file, folder, series, option) cannot be used; the message says why and what to do."""

@@ -30,11 +30,9 @@ def _onto(pred: Any, truth: Any) -> tuple[Any, bool]:
     """``pred`` resampled (nearest neighbour, world coordinates) onto ``truth``'s grid; flag if it was needed."""
     import SimpleITK as sitk
 
-    same = (pred.GetSize() == truth.GetSize()
-            and np.allclose(pred.GetSpacing(), truth.GetSpacing(), atol=1e-4)
-            and np.allclose(pred.GetOrigin(), truth.GetOrigin(), atol=1e-3)
-            and np.allclose(pred.GetDirection(), truth.GetDirection(), atol=1e-4))
-    if same:
+    from ..io.volume import grid_from_sitk
+
+    if grid_from_sitk(pred).same_geometry(grid_from_sitk(truth)):  # the one "same grid" rule
         return pred, False
     f = sitk.ResampleImageFilter()
     f.SetReferenceImage(truth)

@@ -69,6 +69,7 @@ def _worker(rank: int, init_file: str, out: str) -> None:
         result["returned"] = str(path)
         result["model_exists_on_return"] = (path / "config.json").is_file()
         (Path(out) / f"rank{rank}.json").write_text(json.dumps(result))
+        dist.barrier()  # both ranks leave together: gloo can abort a rank whose peer tears down mid-exchange
     finally:
         dist.destroy_process_group()
 

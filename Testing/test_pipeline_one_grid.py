@@ -91,7 +91,8 @@ def _old_full_volume_path(monkeypatch):
     monkeypatch.setattr(preprocess, "resample_to_grid", reference_resample_to_grid)
 
     def whole_volume(prob_axial, roi, axial, ct, device=None):
-        prob_ct = pipeline.probability_on_ct_grid(prob_axial, axial, ct, device=device)
+        prob_ct = reference_resample_to_grid(prob_axial, axial, ct, order=1, fill=0.0,
+                                             device=device).astype(np.float32)
         return tuple(slice(0, n) for n in ct.shape), prob_ct
 
     monkeypatch.setattr(pipeline, "probability_in_ct_box", whole_volume)

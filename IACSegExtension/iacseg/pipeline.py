@@ -94,21 +94,11 @@ def load_models(options: SegmentOptions) -> LoadedModels:
     return LoadedModels(segmenter, localiser, device)
 
 
-def probability_on_ct_grid(prob_axial: np.ndarray, axial: Grid, ct: Grid, device: Any = None) -> np.ndarray:
-    """Bring a probability map from the axial working grid back onto the CT grid.
-
-    Exact (transpose/flip) when the CT grid is a signed permutation of the axial one, else linear resampling.
-    """
-    from .preprocess import resample_to_grid
-
-    return resample_to_grid(prob_axial, axial, ct, order=1, fill=0.0, device=device).astype(np.float32)
-
-
 def probability_in_ct_box(prob_axial: np.ndarray, roi: tuple[slice, slice, slice], axial: Grid, ct: Grid,
                           device: Any = None) -> tuple[tuple[slice, slice, slice], np.ndarray]:
     """``(box, values)``: the probability on the CT grid, only in the CT-grid ``box`` (``[k, j, i]`` slices) that
     the ICA region ``roi`` (where ``prob_axial`` may be nonzero) reaches with one voxel of interpolation support;
-    it is 0 elsewhere. Voxel for voxel what `probability_on_ct_grid` gives there, at the cost of the box only.
+    it is 0 elsewhere. Voxel for voxel what resampling the whole volume gives there, at the cost of the box only.
     """
     from .preprocess import resample_box
 

@@ -88,3 +88,18 @@ def test_training_validation_and_calibrate_choose_the_same_threshold(tmp_path: P
     assert metrics["threshold"] == report["after"]["threshold"] == 0.16
     assert metrics["val_mean_abs_volume_diff_voxels"] == pytest.approx(10.0)
     assert report["after"]["mean_abs_volume_difference_mm3"] == pytest.approx(10.0)
+
+
+def test_training_keeps_the_parents_threshold_when_too_few_validation_cases_hold_calcium(monkeypatch) -> None:
+    # two validation cases would calibrate to 0.16; a fine-tune with so few keeps its parent's 0.4 and says why
+    def prepared(copies: int) -> list:
+        return [segmenter.SegmenterCase(f"case_{n}", hu, truth > 0, (slice(None),) * 3, np.empty((0, 3), np.int64),
+                                        np.empty((0, 3), np.int64), 0)
+                for n, (hu, truth) in enumerate(cases() * copies)]
+
+    monkeypatch.setattr(segmenter, "predict_crop", lambda module, c, input_cfg, device: prob_of(c.hu)[c.roi])
+    few = segmenter.validate(None, prepared(1), {}, torch.device("cpu"), 0.4)  # type: ignore[arg-type]
+    assert few["threshold"] == 0.4 and "only 2 validation cases" in few["threshold_source"]
+    enough = segmenter.validate(None, prepared(3), {}, torch.device("cpu"), 0.4)  # type: ignore[arg-type]
+    assert len(prepared(3)) >= segmenter.MIN_CALIBRATION_CASES
+    assert enough["threshold"] == 0.16 and enough["threshold_source"].startswith("calibrated on 6")

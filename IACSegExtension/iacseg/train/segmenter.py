@@ -3,9 +3,10 @@ crops of the CTs' own grids.
 
 Each case is reduced once to an int16 HU crop around the ICA region (`iacseg.preprocess.ica_region` from the
 inference plane and the truth landmarks, randomly jittered by a few mm) plus its calcium mask. Patches are
-centred on calcium (``fg_fraction``), on other ≥ 130 HU voxels — bone — (``bone_fraction``) or anywhere in the
-region; augmentation by MONAI transforms (`iacseg.train.augment`: spatial ones move image and label alike,
-appearance ones change the image only). Loss = soft Dice (batch) + BCE, with optional deep supervision.
+centred on calcium (``fg_fraction``), on calcium-like negatives (``hard_fraction``: `calcium_like_points`), on
+other ≥ 130 HU voxels — bone — (``bone_fraction``) or anywhere in the region; augmentation by MONAI transforms
+(`iacseg.train.augment`: spatial ones move image and label alike, appearance ones change the image only).
+Loss = soft Dice (batch) + BCE, with optional deep supervision.
 Validation runs the inference path (gated sliding window + ≥ 130 HU + no single voxels) on held-out cases and
 calibrates the threshold by the rule of ``iacseg calibrate`` (`iacseg.models.calibration`: the least mean
 per-case |volume difference|, Jin et al.). The training loop itself is `iacseg.train.loop`.
@@ -21,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from ..core.contracts import CALCIUM_HU
 from ..core.progress import Progress, no_progress
@@ -44,7 +46,8 @@ SEGMENTER_DEFAULTS: dict[str, Any] = {
     "epochs": 60, "steps_per_epoch": 100, "patch": (48, 96, 96), "batch": 2, "lr": 2e-3,
     "weight_decay": 1e-4, "val_fraction": 0.1, "val_every": 10, "features": (8, 16, 32, 64),
     "blocks": (1, 1, 2, 2), "strides": ((1, 1, 1), (1, 2, 2), (2, 2, 2), (2, 2, 2)), "deep_supervision": True,
-    "fg_fraction": 0.5, "bone_fraction": 0.35, "roi_jitter_mm": 5.0, "augment": "monai", "augment_p": None,
+    "fg_fraction": 0.5, "hard_fraction": 0.2, "bone_fraction": 0.2, "roi_jitter_mm": 5.0, "augment": "monai",
+    "augment_p": None,
     "checkpoint_every": "epoch", "name": "unet-demo", "version": "1.0",
 }
 
@@ -60,6 +63,17 @@ class SegmenterCase:
     fg_points: np.ndarray
     bone_points: np.ndarray
     calcium_outside_roi: int
+    hard_points: np.ndarray | None = None  # `calcium_like_points`, found when training starts (not cached)
+
+
+#: Negatives that look like calcium rather than plain bone (`calcium_like_points`): ≥ 130 HU voxels outside the
+#: ICA calcium that are dimmer than this (bone edges in partial volume, faint calcification of other vessels) …
+HARD_NEGATIVE_MAX_HU = 450.0
+#: … or lie in a dense 26-connected component of fewer voxels than this (calcification outside the ICA — vertebral
+#: arteries, falx, choroid plexus, pineal, dura — and small bone fragments), not in the skull base's bone.
+HARD_NEGATIVE_MAX_VOXELS = 3000
+#: Fewer validation cases with calcium than this keep the parent's (or the default) threshold (`validate`).
+MIN_CALIBRATION_CASES = 5
 
 
 def _jitter_box(box: Sequence[slice], spacing_kji: Sequence[float], mm: float, shape: Sequence[int],
@@ -122,18 +136,45 @@ def _oversample_petrous(case: Case, crop: Sequence[slice], fg: np.ndarray, bone:
     return fg, bone
 
 
+def calcium_like_points(c: SegmenterCase, rng: np.random.Generator, max_points: int = 4000) -> np.ndarray:
+    """Crop indices ``[n, 3]`` of the case's hard negatives in its ROI: ≥ 130 HU voxels outside the calcium that
+    are dimmer than `HARD_NEGATIVE_MAX_HU` or belong to a small dense component (`HARD_NEGATIVE_MAX_VOXELS`).
+
+    Plain bone is most of the ≥ 130 HU voxels, so sampling "other dense voxels" uniformly almost never centres a
+    patch on a vertebral-artery or dural calcification or on a thin bone edge — the false positives of the
+    segmenter on unseen kernels and anatomies; these points make them a fixed share of the patches."""
+    roi = c.roi
+    hu = c.hu[roi]
+    dense = (hu >= CALCIUM_HU) & ~c.calcium[roi]
+    if not dense.any():
+        return np.empty((0, 3), np.int64)
+    comp, _ = ndimage.label(dense, structure=np.ones((3, 3, 3), bool))
+    small = np.bincount(comp.ravel()) < HARD_NEGATIVE_MAX_VOXELS
+    small[0] = False
+    points = np.argwhere(dense & ((hu < HARD_NEGATIVE_MAX_HU) | small[comp])) + np.array([s.start for s in roi])
+    if len(points) > max_points:
+        points = points[rng.choice(len(points), max_points, replace=False)]
+    return points
+
+
 def _patch_size(c: SegmenterCase, patch: Sequence[int], divisor: Sequence[int]) -> tuple[int, int, int]:
     return fit_window(c.hu.shape, patch, divisor)
 
 
 def sample_patch(c: SegmenterCase, size: Sequence[int], rng: np.random.Generator, fg_fraction: float,
-                 bone_fraction: float, context: Sequence[int] = (0, 0, 0)) -> tuple[np.ndarray, np.ndarray]:
+                 bone_fraction: float, context: Sequence[int] = (0, 0, 0),
+                 hard_fraction: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """One (HU patch, calcium patch) of ``size`` (k, j, i) plus ``context`` voxels on each side (for the spatial
-    augmentation), air/zero padded where it leaves the crop."""
+    augmentation), air/zero padded where it leaves the crop. The centre is a calcium point (``fg_fraction``), a
+    hard-negative point (``hard_fraction``, ``c.hard_points``), a bone point (``bone_fraction``) or anywhere in
+    the ROI; a kind the case has no points of falls through to the next."""
     u = rng.random()
+    hard = c.hard_points if c.hard_points is not None else np.empty((0, 3), np.int64)
     if u < fg_fraction and len(c.fg_points):
         centre = c.fg_points[rng.integers(len(c.fg_points))]
-    elif u < fg_fraction + bone_fraction and len(c.bone_points):
+    elif fg_fraction <= u < fg_fraction + hard_fraction and len(hard):
+        centre = hard[rng.integers(len(hard))]
+    elif u < fg_fraction + hard_fraction + bone_fraction and len(c.bone_points):
         centre = c.bone_points[rng.integers(len(c.bone_points))]
     else:
         centre = np.array([rng.integers(s.start, s.stop) for s in c.roi])
@@ -184,11 +225,15 @@ def predict_crop(module: torch.nn.Module, c: SegmenterCase, input_cfg: dict[str,
 
 
 def validate(module: torch.nn.Module, cases: list[SegmenterCase], input_cfg: dict[str, Any],
-             device: torch.device) -> dict[str, Any]:
+             device: torch.device, fallback_threshold: float | None = None) -> dict[str, Any]:
     """Dice (per-case mean and pooled) at 0.5 and at the calibrated threshold: the one calibration rule
     (`iacseg.models.calibration.calibrate_threshold`, least mean per-case |volume difference|, the grid
     `THRESHOLDS`) applied to the ROI of every validation case, as ``iacseg calibrate`` applies it to a
-    development set. Volumes are in voxels of each case's grid."""
+    development set. Volumes are in voxels of each case's grid.
+
+    With ``fallback_threshold`` and fewer than `MIN_CALIBRATION_CASES` validation cases holding calcium, that
+    threshold is kept instead (``threshold_source`` says which): a threshold fitted to two or three cases swings
+    from 0.01 to 0.9 with their kernels and is no calibration — ``iacseg calibrate`` on a development set is."""
     sweeps = []
     for c in cases:
         prob = predict_crop(module, c, input_cfg, device)
@@ -196,6 +241,11 @@ def validate(module: torch.nn.Module, cases: list[SegmenterCase], input_cfg: dic
     truth = np.array([s["truth_voxels"] for s in sweeps], dtype=np.float64)
     pred = {t: [float(s["pred_voxels"][n]) for s in sweeps] for n, t in enumerate(THRESHOLDS)}
     calibrated, _ = calibrate_threshold(pred, truth)
+    source = f"calibrated on {int((truth > 0).sum())} validation cases with calcium"
+    if fallback_threshold is not None and (truth > 0).sum() < MIN_CALIBRATION_CASES:
+        calibrated = min(THRESHOLDS, key=lambda t: abs(t - fallback_threshold))
+        source = (f"kept {calibrated:.2f}: only {int((truth > 0).sum())} validation cases with calcium "
+                  f"(< {MIN_CALIBRATION_CASES}); run iacseg calibrate on a development set")
 
     def summary(t: float) -> tuple[float, float]:
         n = THRESHOLDS.index(t)
@@ -210,7 +260,7 @@ def validate(module: torch.nn.Module, cases: list[SegmenterCase], input_cfg: dic
     return {"val_dice_mean@0.5": mean05, "val_dice_pooled@0.5": pooled05, "threshold": float(calibrated),
             "val_dice_mean": mean_c, "val_dice_pooled": pooled_c,
             "val_volume_diff_voxels": float(diff.sum()), "val_mean_abs_volume_diff_voxels": float(np.abs(diff).mean()),
-            "val_cases": len(cases)}
+            "val_cases": len(cases), "threshold_source": source}
 
 
 def _prepare_cases(data: Any, patch: Sequence[int], rng: np.random.Generator, roi_jitter_mm: float,
@@ -243,13 +293,14 @@ def train_segmenter(data: Any, out_dir: str | Path, *, epochs: int = 60, steps_p
     (vit: its encoder weights, patch and windows; grcsf: the MAE of its residual maps). ``name``/``version`` of
     the new model default to "unet-demo" (vit: "vit-S-p8-unetr" etc., grcsf: "grcsf") "1.0", or for a fine-tune
     to the parent's name and its version's last number + 1. Other keys of `SEGMENTER_DEFAULTS`
-    (features, blocks, strides, deep_supervision, weight_decay, fg_fraction, bone_fraction, roi_jitter_mm,
-    augment, augment_p, checkpoint_every, time_budget_s) may be given. ``augment``: "monai" | "basic" | "none"
-    (`iacseg.train.augment`). A checkpoint is kept in ``<out_dir>.checkpoint`` every ``checkpoint_every`` steps or
-    each epoch ("epoch"); ``resume=True`` continues from it (`iacseg.train.checkpoint`). Under ``torchrun`` the
-    ranks train one model with DDP (`iacseg.train.distributed`; effective batch = ``batch`` × world size); rank 0
-    validates and saves. ``out_dir`` is refused before any work when it is a non-empty folder other than an
-    earlier IACSeg model folder, which is replaced only with ``overwrite`` (`iacseg.models.output_folder`).
+    (features, blocks, strides, deep_supervision, weight_decay, fg_fraction, hard_fraction, bone_fraction,
+    roi_jitter_mm, augment, augment_p, checkpoint_every, time_budget_s) may be given. ``augment``: "monai" |
+    "basic" | "none" (`iacseg.train.augment`). A checkpoint is kept in ``<out_dir>.checkpoint`` every
+    ``checkpoint_every`` steps or each epoch ("epoch"); ``resume=True`` continues from it
+    (`iacseg.train.checkpoint`). Under ``torchrun`` the ranks train one model with DDP (`iacseg.train.distributed`;
+    effective batch = ``batch`` × world size); rank 0 validates and saves. ``out_dir`` is refused before any work
+    when it is a non-empty folder other than an earlier IACSeg model folder, which is replaced only with
+    ``overwrite`` (`iacseg.models.output_folder`).
     Returns the model folder path (on every rank)."""
     cfg = {**SEGMENTER_DEFAULTS, **hp, "epochs": epochs, "steps_per_epoch": steps_per_epoch, "patch": tuple(patch),
            "batch": batch, "lr": lr, "seed": seed, "val_fraction": val_fraction, "val_every": val_every}
@@ -282,21 +333,29 @@ def _fit(ctx: DistContext, data: Any, out_dir: Path, cfg: dict[str, Any], progre
     cfg["name"], cfg["version"] = model_identity(cfg, parent if fine_tune else None, name, version)
     if parent_record is not None:
         cfg["parent"] = parent_record
-    hooks = _hooks(net, cfg, input_cfg, train_cases, val_cases, ctx.device)
+    fallback = float(parent.get("threshold", DEFAULT_THRESHOLD)) if fine_tune else DEFAULT_THRESHOLD
+    hooks = _hooks(net, cfg, input_cfg, train_cases, val_cases, ctx.device, fallback)
     return fit(ctx, net, hooks, cfg, train_cases, val_cases, all_cases, rng, t0, out_dir, progress, resume,
                overwrite, data, phantom_options, val_data is not None)
 
 
 def _hooks(net: torch.nn.Module, cfg: dict[str, Any], input_cfg: dict[str, Any], train_cases: list[SegmenterCase],
-           val_cases: list[SegmenterCase], dev: torch.device) -> TrainingHooks:
+           val_cases: list[SegmenterCase], dev: torch.device,
+           fallback_threshold: float = DEFAULT_THRESHOLD) -> TrainingHooks:
     augmenter = SegmenterAugmenter(cfg)
     arch_name = ARCHITECTURE_NAMES[cfg["arch"]]
+    if cfg.get("hard_fraction", 0.0) > 0:
+        points_rng = np.random.default_rng(cfg["seed"])
+        for c in train_cases:
+            if c.hard_points is None:
+                c.hard_points = calcium_like_points(c, points_rng)
 
     def batch(rng: np.random.Generator, loop: LoopState, step_in_epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         c = train_cases[int(rng.integers(len(train_cases)))]
         size = _patch_size(c, cfg["patch"], net.divisor)
         margin = augmenter.context(size)
-        pairs = [sample_patch(c, size, rng, cfg["fg_fraction"], cfg["bone_fraction"], margin)
+        pairs = [sample_patch(c, size, rng, cfg["fg_fraction"], cfg["bone_fraction"], margin,
+                              cfg.get("hard_fraction", 0.0))
                  for _ in range(cfg["batch"])]
         hu = torch.from_numpy(np.stack([p[0] for p in pairs]).astype(np.float32)).to(dev)
         lab = torch.from_numpy(np.stack([p[1] for p in pairs])).to(dev)
@@ -332,7 +391,7 @@ def _hooks(net: torch.nn.Module, cfg: dict[str, Any], input_cfg: dict[str, Any],
     return TrainingHooks(
         kind="segmenter", architecture={"name": arch_name, "params": net.config}, input_cfg=input_cfg,
         steps_per_epoch=cfg["steps_per_epoch"], clip_norm=12.0, batch=batch, loss=loss,
-        validate=lambda module: validate(module, val_cases, input_cfg, dev),
+        validate=lambda module: validate(module, val_cases, input_cfg, dev, fallback_threshold),
         score=lambda m: [m["val_dice_mean"]], higher_is_better=True,
         describe_validation=lambda m: f" val Dice {m['val_dice_mean']:.3f} (threshold {m['threshold']:.2f})",
         model_config=model_config)

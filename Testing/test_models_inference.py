@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from iacseg.core.anatomy import LANDMARK_AP_MM, LANDMARK_LATERAL_MM
 from iacseg.core.plane import MidsagittalPlane
 from iacseg.core.contracts import LANDMARKS
 from iacseg.io.volume import CTVolume
@@ -117,6 +118,8 @@ def test_localiser_places_six_landmarks_by_the_slice_convention(tmp_path):
         k = lm.slice
         assert 0 <= k < 30 and k == int(k)
         assert lm.z_mm == pytest.approx(-30.0 + (k - 0.5) * 2.0)
-        assert lm.position[0] == pytest.approx(22.0 if name.startswith("L_") else -18.0)
+        side, kind = name.split("_", 1)  # shown where the landmark lies: lateral and in front of the plane point
+        lateral = LANDMARK_LATERAL_MM[kind] if side == "L" else -LANDMARK_LATERAL_MM[kind]
+        assert lm.position[:2] == pytest.approx((2.0 + lateral, LANDMARK_AP_MM[kind]))
         assert lm.position[2] == lm.z_mm and 0 < lm.confidence <= 1
         assert abs(lm.extra["expected_slice"] - k) < 30

@@ -109,15 +109,16 @@ def probability_in_ct_box(prob_axial: np.ndarray, roi: tuple[slice, slice, slice
 def _quality(vol: CTVolume, axial: CTVolume, head: Any, plane: MidsagittalPlane, landmarks: dict[str, Landmark],
              prior: Any) -> Any:
     """The case's `QualityControl`: landmarks, coverage per segment, slices, contrast, head, symmetry."""
-    from .quality import Reason, case_coverage, contrast_enhanced, head_found, landmark_reasons, quality_control
-    from .quality import thick_slices
+    from .quality import Reason, beyond_scan, case_coverage, contrast_enhanced, head_found, landmark_reasons
+    from .quality import quality_control, thick_slices
 
     clinoid = min(landmarks[f"{s}_anterior_clinoid"].z_mm for s in ("L", "R"))
     reasons = landmark_reasons(landmarks, prior is not None)
     reasons += [thick_slices(vol), contrast_enhanced(axial, head, clinoid), head_found(head)]
     if plane.details.get("warning"):
         reasons.append(Reason("weak_symmetry", "review", str(plane.details["warning"])))
-    return quality_control(case_coverage(axial, landmarks), reasons)
+    beyond = beyond_scan(prior.outside_scan) if prior is not None else []
+    return quality_control(case_coverage(axial, landmarks), reasons, beyond)
 
 
 def check_models(options: SegmentOptions) -> None:

@@ -28,6 +28,21 @@ class MidsagittalPlane:
         n = n / np.linalg.norm(n)
         return (np.asarray(xyz, dtype=np.float64) - np.asarray(self.point)) @ n
 
+    def in_plane_axes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Unit in-plane (x, y) vectors: the normal's projection (towards the patient's left) and the direction
+        perpendicular to it pointing posterior (+y in LPS)."""
+        n = np.asarray(self.normal[:2], dtype=np.float64)
+        n = n / (np.linalg.norm(n) + 1e-12)
+        t = np.array([-n[1], n[0]])
+        return n, (-t if t[1] < 0 else t)
+
+    def point_at(self, lateral_mm: float, posterior_mm: float, z_mm: float) -> tuple[float, float, float]:
+        """The LPS point ``lateral_mm`` to the patient's left (negative: right) and ``posterior_mm`` behind the plane
+        point, in the axial plane at height ``z_mm``."""
+        n, t = self.in_plane_axes()
+        xy = np.asarray(self.point[:2], dtype=np.float64) + lateral_mm * n + posterior_mm * t
+        return float(xy[0]), float(xy[1]), float(z_mm)
+
     def yaw_roll_deg(self) -> tuple[float, float]:
         """Rotation of the normal away from +x: (about z — yaw, about y — roll), degrees."""
         n = np.asarray(self.normal, dtype=np.float64)

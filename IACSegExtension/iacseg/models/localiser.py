@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ..core.anatomy import landmark_point
 from ..core.plane import MidsagittalPlane
 from ..core.contracts import LANDMARKS
 from ..io.volume import CTVolume
@@ -41,7 +42,6 @@ DEFAULT_LOCALISER_INPUT: dict[str, Any] = {
     "size": 128,
     "dense_bone_hu": 700.0,
     "bone_band_mm": 60.0,
-    "landmark_offset_mm": 20.0,
     "slices": "all native slices, ordered inferior → superior; no z resampling",
 }
 
@@ -103,11 +103,11 @@ class LandmarkLocaliser(LoadedModel):
         The network's six slice distributions are decoded jointly under the anatomy (`landmark_decode`) with the
         bone ``prior`` (`iacseg.preprocess.landmark_prior`) when given. ``Landmark.slice`` = decoded k on
         ``vol.grid`` (may lie outside the scan for a partial scan), ``z_mm`` = z0 + (k − 0.5)·sk, ``position`` =
-        plane point ± ``landmark_offset_mm`` along the in-plane normal (L: towards the patient's left) at that
-        height, ``confidence`` = posterior mass within ±1 slice. ``extra``: ``expected_slice``,
-        ``network_slice`` / ``network_confidence`` (the network alone: its argmax and its mass within ±1 slice of
-        the decoded slice), ``prior_z_mm`` / ``prior_sigma_mm``, ``source`` (network | anatomy | prior) and
-        ``in_scan``."""
+        where that landmark typically lies in the plane's frame at that height (the network gives heights only;
+        `iacseg.core.anatomy.landmark_point`), ``confidence`` = posterior mass within ±1 slice. ``extra``:
+        ``expected_slice``, ``network_slice`` / ``network_confidence`` (the network alone: its argmax and its mass
+        within ±1 slice of the decoded slice), ``prior_z_mm`` / ``prior_sigma_mm``, ``source`` (network | anatomy |
+        prior) and ``in_scan``."""
         progress("landmarks", 0.0, "preparing slices")
         L = int(self.module.max_slices)
         view, offset = localiser_input(vol, plane, self.input_cfg, L, self.device)
@@ -130,9 +130,6 @@ class LandmarkLocaliser(LoadedModel):
         _, roll = plane.yaw_roll_deg()
         z0 = float(vol.grid.origin[2])
         result = decode_landmarks(log_lik, k_first, n_slices, z0, sk, roll_deg=roll, prior=gaussians, bounds=bounds)
-        n = np.asarray(plane.normal[:2], dtype=np.float64)
-        n = n / (np.linalg.norm(n) + 1e-12)
-        d = float(self.input_cfg["landmark_offset_mm"])
         out: dict[str, Landmark] = {}
         for c, name in enumerate(self.names):
             r = result.landmarks[name]
@@ -145,8 +142,7 @@ class LandmarkLocaliser(LoadedModel):
                 source = "prior"
             else:
                 source = "anatomy"
-            side = 1.0 if name.startswith("L_") else -1.0
-            pos = (plane.point[0] + side * d * n[0], plane.point[1] + side * d * n[1], r.z_mm)
+            pos = landmark_point(plane, name, r.z_mm)
             extra = {"expected_slice": r.expected_slice, "network_slice": float(net_k),
                      "network_confidence": net_conf, "source": source, "in_scan": r.in_scan}
             if prior is not None and name in prior.z_mm:

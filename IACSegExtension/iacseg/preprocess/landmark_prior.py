@@ -18,7 +18,9 @@ plane point (the centroid of the skull):
    brain and bone in the last slices — or no cranial cavity at all — means the scan ends inside the sella region
    or below it. These become one-sided limits (``bounds``) on the landmarks instead of heights (the clinoids
    above the scan's top; every landmark below its first slice), and the bone cut by the scan's edge gives no
-   other anchor.
+   other anchor. Where the scan cannot hold a landmark at all, ``outside_scan`` says so (the quality control
+   then reports its segments not assessable); "no brain" only bounds the clinoids from below, by the scan's top
+   over the sella region less one brain run and the clinoid's depth under the central bone's top (4 ± 2 × 4 mm).
 2. **Petrous profile** per side: voxels denser than 700 HU with 12 ≤ |u| ≤ 42 mm and −15 ≤ v ≤ 35 mm, at least
    15 mm inside the head (so not the vault near the vertex), per slice (the petrous pyramids are the densest bone
    of the head). Its smoothed peak, 5–45 mm below the clinoid top
@@ -91,23 +93,23 @@ class LandmarkPrior:
     notes: list[str] = field(default_factory=list)
     #: one-sided limits (lowest, highest height in mm; None = open) of landmarks the scan does not reach
     bounds: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    #: landmarks the bone puts outside the scan: "above" its top (it ends in the sella region) or "below" its
+    #: bottom (it starts inside the petrous bone, or above the skull base); a bound alone may lie inside the scan
+    outside_scan: dict[str, str] = field(default_factory=dict)
 
     def as_gaussians(self) -> dict[str, tuple[float, float]]:
         return {n: (self.z_mm[n], self.sigma_mm[n]) for n in self.z_mm}
 
     def to_dict(self) -> dict[str, Any]:
         return {"z_mm": dict(self.z_mm), "sigma_mm": dict(self.sigma_mm), "anchors": dict(self.anchors),
-                "bounds": {n: list(b) for n, b in self.bounds.items()}, "notes": list(self.notes),
+                "bounds": {n: list(b) for n, b in self.bounds.items()}, "outside_scan": dict(self.outside_scan),
+                "notes": list(self.notes),
                 "method": "bone anchors (clinoid top under the brain, petrous surface) + anatomical gaps"}
 
 
 def plane_frame(grid_xy: np.ndarray, plane: MidsagittalPlane) -> tuple[np.ndarray, np.ndarray]:
     """(u, v) in mm of in-plane points ``(..., 2)`` (x, y): lateral (left +) and antero-posterior (posterior +)."""
-    n = np.asarray(plane.normal[:2], dtype=np.float64)
-    n = n / (np.linalg.norm(n) + 1e-12)
-    t = np.array([-n[1], n[0]])
-    if t[1] < 0:
-        t = -t
+    n, t = plane.in_plane_axes()
     d = grid_xy - np.asarray(plane.point[:2])
     return d @ n, d @ t
 
@@ -237,19 +239,23 @@ def _fuse(observations: list[tuple[np.ndarray, float, float]]) -> tuple[np.ndarr
 
 def _partial_scan_prior(state: str, top: float | None, z_bottom: float, z_top: float) -> LandmarkPrior | None:
     """Limits only, for a scan that stops short of the brain (clinoids above its top) or starts above the skull
-    base (every landmark below its first slice, the clinoids 4 mm under the clinoid top); None otherwise."""
+    base (every landmark below its first slice, the clinoids 4 mm under the clinoid top); None otherwise.
+    ``z_top``: the scan's top over the sella region."""
     if state in ("above_scan", "below_brain"):
         # above_scan: bone up to where the scan's top crosses the central region; below_brain: no brain at all, so
-        # at most a brain run below the scan's top
-        low = top if state == "above_scan" and top is not None else z_top - BRAIN_RUN_MM
+        # the central bone's top is at most a brain run below the scan's top, the clinoid some 4 (± 2 × 4) mm lower
+        low = top if state == "above_scan" and top is not None else \
+            z_top - BRAIN_RUN_MM + CLINOID_BELOW_TOP[0] - 2.0 * CLINOID_BELOW_TOP[1]
         note = ("the scan ends inside the sella/clinoid region: the clinoid processes are above it"
                 if state == "above_scan" else "the scan does not reach the brain above the skull base")
+        outside = {f"{side}_anterior_clinoid": "above" for side in SIDES} if state == "above_scan" else {}
         return LandmarkPrior({}, {}, {"clinoid_top_z_mm": None}, [note],
-                             {f"{side}_anterior_clinoid": (low, None) for side in SIDES})
+                             {f"{side}_anterior_clinoid": (low, None) for side in SIDES}, outside)
     if state == "below_scan":
         high = z_bottom + CLINOID_BELOW_TOP[0]
+        names = [f"{side}_{kind}" for side in SIDES for kind in LANDMARK_KINDS]
         return LandmarkPrior({}, {}, {"clinoid_top_z_mm": None}, ["the scan starts above the skull base"],
-                             {f"{side}_{kind}": (None, high) for side in SIDES for kind in LANDMARK_KINDS})
+                             {n: (None, high) for n in names}, {n: "below" for n in names})
     return None
 
 
@@ -310,7 +316,9 @@ def landmark_prior(vol: CTVolume, plane: MidsagittalPlane, device: Any = None,
     z_bottom, z_top = float(z[k0] - 0.5 * sk), float(z[k1 - 1] + 0.5 * sk)
     if state == "none" and not _free_runs(part["enclosed_cm2"] >= CRANIAL_CAVITY_CM2, sk):
         state = "below_brain"  # no cranial cavity at all: the scan ends at or below the skull base
-    partial = _partial_scan_prior(state, top, z_bottom, z_top)
+    inside = np.flatnonzero(part["central_head"] >= 0.5)  # the scan's top at the sella (lower in front when tilted)
+    central_top = float(z[k0 + int(inside[-1])] + 0.5 * sk) if inside.size else z_top
+    partial = _partial_scan_prior(state, top, z_bottom, central_top)
     if partial is not None:
         return partial
     notes: list[str] = [] if state == "found" else ["no sella/clinoid bone under the brain was found"]
@@ -321,7 +329,7 @@ def landmark_prior(vol: CTVolume, plane: MidsagittalPlane, device: Any = None,
     if anchors["clinoid_top_z_mm"] is not None or anchors["petrous_peak_z_mm"] is not None:
         fused = _fused_heights(anchors)
     if fused is None:
-        return LandmarkPrior({}, {}, anchors, notes, bounds) if bounds else None
+        return LandmarkPrior({}, {}, anchors, notes, bounds, {n: "below" for n in bounds}) if bounds else None
     mean, sd = fused
     _, roll = plane.yaw_roll_deg()
     z_out: dict[str, float] = {}
@@ -331,4 +339,4 @@ def landmark_prior(vol: CTVolume, plane: MidsagittalPlane, device: Any = None,
         for side, sign in (("L", 1.0), ("R", -1.0)):
             z_out[f"{side}_{kind}"] = float(mean[i] + sign * half)
             sd_out[f"{side}_{kind}"] = float(sd[i])
-    return LandmarkPrior(z_out, sd_out, anchors, notes, bounds)
+    return LandmarkPrior(z_out, sd_out, anchors, notes, bounds, {n: "below" for n in bounds})

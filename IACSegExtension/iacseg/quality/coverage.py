@@ -6,21 +6,31 @@ A segment can only be measured when the scan holds all of it. Its height range f
 * petrous — carotid canal → petrolingual; cavernous — petrolingual → anterior clinoid;
 * supraclinoid — the first ``SUPRACLINOID_MM`` (10 mm) above the anterior clinoid.
 
-The scanned height range at a side is read from the data, not from the grid: on the axial grid, the slices whose
-``BOX_MM`` box around that side's landmark column holds tissue (> −300 HU) in at least a quarter of its voxels.
-So the empty corners of a gantry-tilt-corrected volume, or padding in a volume someone else resampled, do not
-count as scanned. A segment with less than ``ASSESSABLE_FRACTION`` of its range scanned is *not assessable*:
-its measures are reported as null, never 0 mm³.
+How far the scan reaches is read from the data, not from the grid, at each landmark's own column (its
+``position``: where the localiser expects that landmark in the plane's frame, `iacseg.core.anatomy`, or where a
+reader put it): the slices whose ``BOX_MM`` box around that column holds tissue (> −300 HU) in at least a quarter
+of its voxels. So the empty corners of a gantry-tilt-corrected volume, or padding in a volume someone else
+resampled, do not count as scanned; and with a tilted gantry, whose first and last slices slope from front to
+back, the supraclinoid segment is judged in front, beside the sella, where it lies. A segment's range is judged at the
+columns of the landmarks that bound it (`PART_LANDMARKS`; both must be scanned there). A segment with less than
+``ASSESSABLE_FRACTION`` of its range scanned is *not assessable*: its measures are reported as null, never 0 mm³.
+A landmark within one slice of the scan's first or last scanned height at its column cannot be told from one beyond
+the scan (a localiser cannot place a landmark it does not see, so it tends to put it on the edge): the segments it
+bounds, and those beyond them, are not assessable either.
+
+The bone can say more than the landmark heights: when the skull-base prior finds that the scan ends inside the
+sella region, or starts inside the petrous bone (`iacseg.preprocess.landmark_prior` bounds), the segments that
+landmark bounds, and those beyond them, are not assessable wherever the landmark was placed (`beyond_scan`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 import numpy as np
 
-from ..core.contracts import ICA_PARTS, SIDES
+from ..core.contracts import ICA_PARTS, LANDMARK_KINDS, SIDES
 from ..io.volume import CTVolume
 
 CERVICAL_MM = 10.0
@@ -29,14 +39,23 @@ ASSESSABLE_FRACTION = 0.9
 BOX_MM = 15.0
 TISSUE_HU = -300.0
 TISSUE_FRACTION = 0.25
+#: A landmark closer than one slice (at least this many mm) to the scan's first or last scanned height at its column
+#: is "at the edge": it may lie beyond the scan.
+EDGE_MIN_MM = 2.0
+#: The landmarks that bound each segment (its height range is judged at their columns).
+PART_LANDMARKS: dict[str, tuple[str, ...]] = {"cervical": ("carotid_canal",),
+                                              "petrous": ("carotid_canal", "petrolingual"),
+                                              "cavernous": ("petrolingual", "anterior_clinoid"),
+                                              "supraclinoid": ("anterior_clinoid",)}
 
 
 @dataclass
 class SideCoverage:
     side: str
-    z_range_mm: tuple[float, float] | None        # scanned heights at this side's landmark column (None: none)
+    z_range_mm: tuple[float, float] | None        # heights scanned at all three landmark columns (None: none)
     segment_range_mm: dict[str, tuple[float, float]]
     fraction: dict[str, float]                     # share of each segment's height range that was scanned
+    at_edge: list[str] = field(default_factory=list)  # landmark kinds placed at the scan's first or last slice
 
 
 def scanned_z_range(vol: CTVolume, xy: tuple[float, float], box_mm: float = BOX_MM) -> tuple[float, float] | None:
@@ -65,21 +84,44 @@ def segment_ranges(heights: Mapping[str, float]) -> dict[str, tuple[float, float
             "supraclinoid": (clinoid, clinoid + SUPRACLINOID_MM)}
 
 
+def _common(ranges: list[tuple[float, float] | None]) -> tuple[float, float] | None:
+    """The heights inside every range (None when one is None or they do not overlap)."""
+    if any(r is None for r in ranges):
+        return None
+    lo, hi = max(r[0] for r in ranges), min(r[1] for r in ranges)  # type: ignore[index]
+    return (lo, hi) if lo < hi else None
+
+
 def side_coverage(vol: CTVolume, side: str, landmarks: Mapping[str, object]) -> SideCoverage:
     """Coverage of one side's four segments; ``landmarks`` maps contract names to `Landmark`s (position, z_mm)."""
-    lms = {kind: landmarks[f"{side}_{kind}"] for kind in ("carotid_canal", "petrolingual", "anterior_clinoid")}
+    lms = {kind: landmarks[f"{side}_{kind}"] for kind in LANDMARK_KINDS}
     heights = {kind: float(getattr(lm, "z_mm")) for kind, lm in lms.items()}
-    xy = np.mean([getattr(lm, "position")[:2] for lm in lms.values()], axis=0)
-    z_range = scanned_z_range(vol, (float(xy[0]), float(xy[1])))
+    scanned = {kind: scanned_z_range(vol, (float(getattr(lm, "position")[0]), float(getattr(lm, "position")[1])))
+               for kind, lm in lms.items()}
     ranges = segment_ranges(heights)
     fraction = {}
     for part, (a, b) in ranges.items():
+        z_range = _common([scanned[kind] for kind in PART_LANDMARKS[part]])
         if z_range is None or b <= a:
             fraction[part] = 0.0 if z_range is None else float(z_range[0] <= a <= z_range[1])
             continue
         overlap = max(0.0, min(b, z_range[1]) - max(a, z_range[0]))
         fraction[part] = float(overlap / (b - a))
-    return SideCoverage(side, z_range, ranges, fraction)
+    # a landmark on the scan's first or last slice cannot be told from one beyond it: the segments it bounds, and
+    # those beyond, may be cut
+    edge_mm = max(float(vol.grid.spacing[2]), EDGE_MIN_MM)
+    at_edge = []
+    for k, kind in enumerate(LANDMARK_KINDS):
+        r = scanned[kind]
+        if r is None:
+            continue
+        if heights[kind] - r[0] < edge_mm:
+            at_edge.append(kind)
+            fraction.update({p: 0.0 for p in ICA_PARTS[:k + 2]})
+        if r[1] - heights[kind] < edge_mm:
+            at_edge.append(kind)
+            fraction.update({p: 0.0 for p in ICA_PARTS[k:]})
+    return SideCoverage(side, _common(list(scanned.values())), ranges, fraction, at_edge)
 
 
 def case_coverage(vol: CTVolume, landmarks: Mapping[str, object]) -> dict[str, SideCoverage]:
@@ -95,3 +137,19 @@ def segment_fractions(coverage: Mapping[str, SideCoverage]) -> dict[str, float]:
 def not_assessable(fractions: Mapping[str, float], limit: float = ASSESSABLE_FRACTION) -> list[str]:
     """Segment names whose scanned fraction is below ``limit``, in contract order."""
     return [name for name, f in fractions.items() if f < limit]
+
+
+def beyond_scan(outside: Mapping[str, str]) -> list[str]:
+    """Segment names the bone puts (partly) outside the scan, from the prior's ``{landmark: "above" | "below"}``
+    (`LandmarkPrior.outside_scan`): a landmark above the scan takes the two segments it bounds and every one above
+    them, a landmark below the scan the two it bounds and every one below. So a scan ending in the sella region
+    loses the cavernous and supraclinoid segments: where the clinoid is, it cannot tell. In contract order."""
+    out: set[str] = set()
+    for name, where in outside.items():
+        side, kind = name.split("_", 1)
+        if kind not in LANDMARK_KINDS:
+            continue
+        k = LANDMARK_KINDS.index(kind)
+        parts = ICA_PARTS[k:] if where == "above" else ICA_PARTS[:k + 2]  # part k ends at the landmark, k + 1 starts
+        out.update(f"{side}_{p}" for p in parts)
+    return [f"{side}_{p}" for side in SIDES for p in ICA_PARTS if f"{side}_{p}" in out]

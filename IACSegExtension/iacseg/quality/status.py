@@ -9,7 +9,8 @@ Reasons (code — severity):
 * ``no_landmark_prior`` — review: the skull base could not be found in the bone, so nothing cross-checks the
   landmarks;
 * ``incomplete_coverage`` — review (unusable when no segment is left): the scan does not cover the named
-  segments (`coverage`); they are reported *not assessable*;
+  segments (`coverage`: at the landmarks' columns, or beyond a landmark the bone puts outside the scan); they are
+  reported *not assessable*;
 * ``thick_slices``, ``contrast_enhanced``, ``not_head_ct`` — from `scan_checks`;
 * ``weak_symmetry`` — review: the hemispheres are hard to tell apart, so left/right may be wrong.
 
@@ -19,7 +20,7 @@ The status is the most severe reason's severity, ``ok`` when there is none.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from ..core.contracts import LANDMARKS, SEGMENTS
 from .coverage import SideCoverage, not_assessable, segment_fractions
@@ -83,9 +84,13 @@ def coverage_reason(missing: list[str]) -> Reason | None:
                   f"{', '.join(missing)}")
 
 
-def quality_control(coverage: Mapping[str, SideCoverage], reasons: list[Reason | None]) -> QualityControl:
-    """Combine the coverage and the other checks' reasons (None entries are skipped) into the case status."""
+def quality_control(coverage: Mapping[str, SideCoverage], reasons: list[Reason | None],
+                    beyond: Sequence[str] = ()) -> QualityControl:
+    """Combine the coverage and the other checks' reasons (None entries are skipped) into the case status.
+    ``beyond``: segments the skull-base bone puts outside the scan (`coverage.beyond_scan`); they are not
+    assessable (scanned fraction 0) whatever the landmark heights say."""
     fractions = segment_fractions(coverage)
+    fractions.update({name: 0.0 for name in beyond})
     missing = not_assessable(fractions)
     all_reasons = [r for r in reasons if r is not None]
     cov = coverage_reason(missing)
@@ -97,7 +102,10 @@ def quality_control(coverage: Mapping[str, SideCoverage], reasons: list[Reason |
             status = r.severity
     detail = {side: {"scanned_z_mm": None if c.z_range_mm is None else list(c.z_range_mm),
                      "segment_z_mm": {p: list(r) for p, r in c.segment_range_mm.items()},
-                     "scanned_fraction": dict(c.fraction)} for side, c in coverage.items()}
+                     "scanned_fraction": {p: fractions[f"{side}_{p}"] for p in c.fraction},
+                     "outside_scan_by_bone": [p for p in c.fraction if f"{side}_{p}" in beyond],
+                     "landmarks_at_scan_edge": list(c.at_edge)}
+              for side, c in coverage.items()}
     return QualityControl(status, all_reasons, missing, fractions, detail)
 
 

@@ -5,7 +5,9 @@ families never used in training, on truncated scans and on the real GE series?
 
 For each family: ``--per-family`` phantoms (seeds 80000 + 100·family index + n), every third one a DICOM series
 (tilt/uneven spacing come from the family), two truncated (one ``bottom``, one ``top``). Then the GE series of
-Testing/data. Each case is segmented in-process with the default models; a case *fails* when segment raises,
+Testing/data. Each case is segmented in-process with the default models (a DICOM series with missing slices is
+refused by design unless gaps are allowed: such a case is run again with ``allow_gaps`` and recorded as
+``refused_without_allow_gaps``); a case *fails* when segment raises,
 when a contract file is missing, when landmarks are out of order, or when a truncated case does not report the
 segments it cannot cover as not assessable. Prints a table and writes ``robustness.json`` (numbers, commit).
 Seeds 80000–80999 are reserved for this run (training < 50000, acceptance 70000+, LOFO evaluation 81000+).
@@ -14,6 +16,7 @@ Seeds 80000–80999 are reserved for this run (training < 50000, acceptance 7000
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -39,14 +42,26 @@ def run_case(ct: Path, out: Path, device: str, segmenter: str | None = None, lan
     """Segment ``ct`` into ``out`` in-process and check the result (`check_output`); any exception is a failure."""
     from iacseg.pipeline import SegmentOptions, segment_case
 
+    from iacseg.core.errors import InputError
+
     t0 = time.perf_counter()
+    refused = None
+    options = SegmentOptions(device=device, overwrite=True, segmenter=segmenter, landmark_model=landmarks)
     try:
-        segment_case(ct, out, SegmentOptions(device=device, overwrite=True, segmenter=segmenter,
-                                             landmark_model=landmarks))
+        try:
+            segment_case(ct, out, options)
+        except InputError as exc:
+            if "missing slices" not in str(exc):
+                raise
+            # by design (issue 11): a series with missing slices is refused with one line unless the user allows
+            # gaps; the case counts only if it then runs
+            refused = str(exc).splitlines()[0]
+            segment_case(ct, out, dataclasses.replace(options, allow_gaps=True))
     except Exception as exc:  # noqa: BLE001 — the point is to record any failure
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc(limit=3),
-                "seconds": time.perf_counter() - t0}
-    return {**check_output(out), "seconds": round(time.perf_counter() - t0, 1)}
+                "seconds": time.perf_counter() - t0, "refused_without_allow_gaps": refused}
+    return {**check_output(out), "seconds": round(time.perf_counter() - t0, 1),
+            "refused_without_allow_gaps": refused}
 
 
 def check_output(out: Path) -> dict:
@@ -103,16 +118,19 @@ def main() -> None:
                 rec.update(ok=False, error=f"truncated ({truncate}) but not assessable = {rec.get('not_assessable')}")
             rows.append({"case": f"{family}/{case_dir.name}", "truncate": truncate, "dicom": dicom, **rec})
             print(json.dumps({k: rows[-1].get(k) for k in ("case", "ok", "qc_status", "not_assessable", "seconds",
-                                                          "error")}), flush=True)
+                                                          "error", "refused_without_allow_gaps")}), flush=True)
     rec = run_case(GE, out / "pred" / "GE", args.device)
     rows.append({"case": "real/GE_dcm_qa_ct", "truncate": None, "dicom": True, **rec})
     print(json.dumps({k: rows[-1].get(k) for k in ("case", "ok", "qc_status", "qc_codes", "seconds", "error")}))
     failed = [r for r in rows if not r["ok"]]
     statuses = {s: sum(1 for r in rows if r.get("qc_status") == s) for s in ("ok", "review", "unusable")}
+    refused = sum(1 for r in rows if r.get("refused_without_allow_gaps"))
     summary = {"commit": commit, "cases": len(rows), "failed": len(failed), "qc": statuses,
+               "refused_without_allow_gaps": refused,
                "minutes": round((time.perf_counter() - t_start) / 60, 1)}
     (out / "robustness.json").write_text(json.dumps({"summary": summary, "cases": rows}, indent=2))
-    print(f"\n{len(rows)} cases, {len(failed)} failed; QC {statuses}; {summary['minutes']} min at {commit}")
+    print(f"\n{len(rows)} cases, {len(failed)} failed; QC {statuses}; {refused} refused for missing slices until "
+          f"gaps were allowed; {summary['minutes']} min at {commit}")
     for r in failed:
         print(f"  FAILED {r['case']}: {r.get('error')}")
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,11 +41,10 @@ def main() -> None:
     args = ap.parse_args()
 
     from iacseg.phantom import generate_cases
-    from robustness_families import run_case
+    from robustness_families import checkout_commit, run_case
 
     out = Path(args.output)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
+    commit = checkout_commit()
     rows, seed, t0 = [], SEED0, time.perf_counter()
     for family in [f.strip() for f in args.families.split(",") if f.strip()]:
         for truncate in ("top", "bottom"):

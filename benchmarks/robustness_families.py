@@ -38,6 +38,12 @@ def expected_missing(truncate: str | None) -> set[str]:
     return set()
 
 
+def checkout_commit() -> str:
+    """The short hash of the checkout the benchmark runs from (recorded with its numbers)."""
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True).stdout.strip()
+
+
 def run_case(ct: Path, out: Path, device: str, segmenter: str | None = None, landmarks: str | None = None) -> dict:
     """Segment ``ct`` into ``out`` in-process and check the result (`check_output`); any exception is a failure."""
     from iacseg.pipeline import SegmentOptions, segment_case
@@ -98,8 +104,7 @@ def main() -> None:
     from iacseg.phantom import FAMILIES, generate_cases
 
     out = Path(args.output)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
+    commit = checkout_commit()
     rows = []
     t_start = time.perf_counter()
     for family in [f.strip() for f in args.families.split(",") if f.strip()]:

@@ -124,7 +124,7 @@ INPUT_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "size": _count(2048),
     "dense_bone_hu": _number(-MAX_HU, MAX_HU),
     "bone_band_mm": _number(0.0, 1000.0, open_low=True),
-    "landmark_offset_mm": _number(-1000.0, 1000.0),  # no longer read (positions follow core.anatomy); older folders
+    "landmark_offset_mm": _number(-1000.0, 1000.0),  # older model folders; not read (see core.anatomy)
 }
 
 

@@ -324,12 +324,13 @@ def landmark_prior(vol: CTVolume, plane: MidsagittalPlane, device: Any = None,
     notes: list[str] = [] if state == "found" else ["no sella/clinoid bone under the brain was found"]
     bounds: dict[str, tuple[float | None, float | None]] = {}
     anchors = _petrous_anchors(prof, z, sk, top, lower_top, z_bottom, notes, bounds)
+    outside = {n: "below" for n in bounds}  # only canals below the scan's first slice are bounded here
     anchors["clinoid_top_z_mm"] = top if state == "found" else None
     fused = None
     if anchors["clinoid_top_z_mm"] is not None or anchors["petrous_peak_z_mm"] is not None:
         fused = _fused_heights(anchors)
     if fused is None:
-        return LandmarkPrior({}, {}, anchors, notes, bounds, {n: "below" for n in bounds}) if bounds else None
+        return LandmarkPrior({}, {}, anchors, notes, bounds, outside) if bounds else None
     mean, sd = fused
     _, roll = plane.yaw_roll_deg()
     z_out: dict[str, float] = {}
@@ -339,4 +340,4 @@ def landmark_prior(vol: CTVolume, plane: MidsagittalPlane, device: Any = None,
         for side, sign in (("L", 1.0), ("R", -1.0)):
             z_out[f"{side}_{kind}"] = float(mean[i] + sign * half)
             sd_out[f"{side}_{kind}"] = float(sd[i])
-    return LandmarkPrior(z_out, sd_out, anchors, notes, bounds, {n: "below" for n in bounds})
+    return LandmarkPrior(z_out, sd_out, anchors, notes, bounds, outside)

@@ -7,5 +7,5 @@ from .scan_checks import Reason, contrast_enhanced, head_found, refuse_unprocess
 from .status import QualityControl, apply_assessability, landmark_reasons, quality_control
 
 __all__ = ["ASSESSABLE_FRACTION", "SideCoverage", "beyond_scan", "case_coverage", "scanned_z_range", "Reason",
-           "contrast_enhanced", "head_found", "refuse_unprocessable", "thick_slices", "QualityControl", "apply_assessability",
-           "landmark_reasons", "quality_control"]
+           "contrast_enhanced", "head_found", "refuse_unprocessable", "thick_slices", "QualityControl",
+           "apply_assessability", "landmark_reasons", "quality_control"]

@@ -19,7 +19,7 @@ the scan (a localiser cannot place a landmark it does not see, so it tends to pu
 bounds, and those beyond them, are not assessable either.
 
 The bone can say more than the landmark heights: when the skull-base prior finds that the scan ends inside the
-sella region, or starts inside the petrous bone (`iacseg.preprocess.landmark_prior` bounds), the segments that
+sella region, or starts inside the petrous bone (`LandmarkPrior.outside_scan`), the segments that
 landmark bounds, and those beyond them, are not assessable wherever the landmark was placed (`beyond_scan`).
 """
 
@@ -111,16 +111,12 @@ def side_coverage(vol: CTVolume, side: str, landmarks: Mapping[str, object]) -> 
     # those beyond, may be cut
     edge_mm = max(float(vol.grid.spacing[2]), EDGE_MIN_MM)
     at_edge = []
-    for k, kind in enumerate(LANDMARK_KINDS):
-        r = scanned[kind]
-        if r is None:
-            continue
-        if heights[kind] - r[0] < edge_mm:
-            at_edge.append(kind)
-            fraction.update({p: 0.0 for p in ICA_PARTS[:k + 2]})
-        if r[1] - heights[kind] < edge_mm:
-            at_edge.append(kind)
-            fraction.update({p: 0.0 for p in ICA_PARTS[k:]})
+    for kind, r in scanned.items():
+        for where, near in (("below", r is not None and heights[kind] - r[0] < edge_mm),
+                            ("above", r is not None and r[1] - heights[kind] < edge_mm)):
+            if near:
+                at_edge.append(kind)
+                fraction.update({p: 0.0 for p in parts_cut(kind, where)})
     return SideCoverage(side, _common(list(scanned.values())), ranges, fraction, at_edge)
 
 
@@ -139,17 +135,20 @@ def not_assessable(fractions: Mapping[str, float], limit: float = ASSESSABLE_FRA
     return [name for name, f in fractions.items() if f < limit]
 
 
+def parts_cut(kind: str, where: str) -> tuple[str, ...]:
+    """The ICA parts (possibly) cut when landmark ``kind`` lies ``"above"`` or ``"below"`` the scan: the two it
+    bounds (part k ends at landmark k, part k + 1 starts there) and every one beyond them."""
+    k = LANDMARK_KINDS.index(kind)
+    return ICA_PARTS[k:] if where == "above" else ICA_PARTS[:k + 2]
+
+
 def beyond_scan(outside: Mapping[str, str]) -> list[str]:
     """Segment names the bone puts (partly) outside the scan, from the prior's ``{landmark: "above" | "below"}``
-    (`LandmarkPrior.outside_scan`): a landmark above the scan takes the two segments it bounds and every one above
-    them, a landmark below the scan the two it bounds and every one below. So a scan ending in the sella region
-    loses the cavernous and supraclinoid segments: where the clinoid is, it cannot tell. In contract order."""
+    (`LandmarkPrior.outside_scan`; `parts_cut`). So a scan ending in the sella region loses the cavernous and
+    supraclinoid segments: where the clinoid is, it cannot tell. In contract order."""
     out: set[str] = set()
     for name, where in outside.items():
         side, kind = name.split("_", 1)
-        if kind not in LANDMARK_KINDS:
-            continue
-        k = LANDMARK_KINDS.index(kind)
-        parts = ICA_PARTS[k:] if where == "above" else ICA_PARTS[:k + 2]  # part k ends at the landmark, k + 1 starts
-        out.update(f"{side}_{p}" for p in parts)
+        if kind in LANDMARK_KINDS:
+            out.update(f"{side}_{p}" for p in parts_cut(kind, where))
     return [f"{side}_{p}" for side in SIDES for p in ICA_PARTS if f"{side}_{p}" in out]
